@@ -1,0 +1,165 @@
+//! AWS SDK plumbing: building clients once at cold start (endpoint override,
+//! path-style addressing for LocalStack) and classifying SDK errors by meaning.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use crate::error::{Error, ErrorKind};
+
+/// Load the shared SDK configuration from the environment (credentials,
+/// region, `AWS_ENDPOINT_URL`), with timeouts suited to a Lambda.
+pub async fn load_sdk_config() -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+/// Whether a custom endpoint is configured (LocalStack, MinIO): such
+/// endpoints need path-style S3 addressing.
+pub fn custom_endpoint_configured() -> bool {
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+        .iter()
+        .any(|v| std::env::var(v).map(|s| !s.is_empty()).unwrap_or(false))
+}
+
+/// An S3 client from the shared config.
+pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// An SQS client from the shared config.
+pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(config)
+}
+
+/// Error codes that mean "slow down or try again", whatever the status.
+const RETRYABLE_CODES: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ConditionalRequestConflict",
+];
+
+/// Classify an HTTP status and error code from an AWS service. Pure, so it
+/// can be table-tested.
+pub fn classify_http(status: u16, code: Option<&str>) -> ErrorKind {
+    if code.is_some_and(|c| RETRYABLE_CODES.contains(&c)) {
+        return ErrorKind::Transient;
+    }
+    match status {
+        404 => ErrorKind::NotFound,
+        // 409 on S3 is ConditionalRequestConflict: a concurrent conditional
+        // write; deciding again is the fix.
+        409 | 412 => ErrorKind::Precondition,
+        408 | 429 => ErrorKind::Transient,
+        500..=599 => ErrorKind::Transient,
+        400..=499 => ErrorKind::Rejected,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Classify an SDK error: timeouts, dispatch (connection) failures and
+/// unparseable responses are transient; service errors go by status and code.
+pub fn classify_sdk<E>(err: &SdkError<E, HttpResponse>) -> (ErrorKind, String)
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match err {
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".into()),
+        SdkError::DispatchFailure(d) => (
+            ErrorKind::Transient,
+            format!(
+                "dispatch failure ({})",
+                if d.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                }
+            ),
+        ),
+        SdkError::ResponseError(_) => (ErrorKind::Transient, "unreadable response".into()),
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let code = se.err().code();
+            let msg = se.err().message().unwrap_or("");
+            (
+                classify_http(status, code),
+                format!("HTTP {status} {} {msg}", code.unwrap_or(""))
+                    .trim()
+                    .to_string(),
+            )
+        }
+        SdkError::ConstructionFailure(_) => {
+            (ErrorKind::Internal, "request could not be built".into())
+        }
+        _ => (ErrorKind::Internal, "unknown SDK error".into()),
+    }
+}
+
+/// Turn an SDK error into a storage error about `location`.
+pub fn storage_error<E>(op: &'static str, location: String, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, message) = classify_sdk(&err);
+    Error::Storage {
+        op,
+        location,
+        kind,
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_classification_table() {
+        use ErrorKind::*;
+        let table: &[(u16, Option<&str>, ErrorKind)] = &[
+            (503, Some("SlowDown"), Transient),
+            (400, Some("ThrottlingException"), Transient),
+            (400, Some("RequestTimeout"), Transient),
+            (500, None, Transient),
+            (502, None, Transient),
+            (429, None, Transient),
+            (404, Some("NoSuchKey"), NotFound),
+            (404, Some("NoSuchBucket"), NotFound),
+            (412, Some("PreconditionFailed"), Precondition),
+            (409, Some("ConditionalRequestConflict"), Transient),
+            (409, Some("OperationAborted"), Precondition),
+            (403, Some("AccessDenied"), Rejected),
+            (400, Some("InvalidArgument"), Rejected),
+            (400, Some("EntityTooSmall"), Rejected),
+            (301, Some("PermanentRedirect"), Internal),
+        ];
+        for (status, code, want) in table {
+            assert_eq!(classify_http(*status, *code), *want, "{status} {code:?}");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Dead-letter routing: the versioned envelope sent for every permanent
+//! file-level failure, and where it goes (SQS, a JSONL file locally, memory
+//! in tests).
+
+use std::fmt::Debug;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::lineage::SourceIdentity;
+
+/// The current envelope format version.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// The error part of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeError {
+    /// Classification.
+    pub kind: ErrorKind,
+    /// The top-level message.
+    pub message: String,
+    /// Every message in the source chain, outermost first.
+    pub chain: Vec<String>,
+}
+
+/// What the DLQ holds for one failed object: enough to understand the failure
+/// and to replay the original event once it is fixed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Format version ([`ENVELOPE_VERSION`]).
+    pub envelope_version: u32,
+    /// The stage that failed.
+    pub stage: String,
+    /// The object that failed, if the event named one.
+    pub source: Option<SourceIdentity>,
+    /// The failure.
+    pub error: EnvelopeError,
+    /// Deliveries so far (SQS receive count) plus in-process attempts.
+    pub attempts: u32,
+    /// When the failing event was first seen.
+    pub first_seen: DateTime<Utc>,
+    /// When it failed for the last time.
+    pub last_seen: DateTime<Utc>,
+    /// The correlation id of the input.
+    pub correlation_id: Option<String>,
+    /// The original event (the SQS record or the direct payload).
+    pub event: Value,
+}
+
+impl Envelope {
+    /// Build an envelope for `err`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stage: &str,
+        source: Option<SourceIdentity>,
+        err: &Error,
+        attempts: u32,
+        first_seen: Option<DateTime<Utc>>,
+        correlation_id: Option<String>,
+        event: Value,
+    ) -> Self {
+        let now = Utc::now();
+        Envelope {
+            envelope_version: ENVELOPE_VERSION,
+            stage: stage.to_string(),
+            source,
+            error: EnvelopeError {
+                kind: err.kind(),
+                message: err.to_string(),
+                chain: err.chain(),
+            },
+            attempts,
+            first_seen: first_seen.unwrap_or(now),
+            last_seen: now,
+            correlation_id,
+            event,
+        }
+    }
+}
+
+/// Where envelopes go.
+#[async_trait]
+pub trait DeadLetterSink: Send + Sync + Debug {
+    /// Send one envelope. An error here means the failure is *not* recorded,
+    /// so the caller must not acknowledge the event.
+    async fn send(&self, envelope: &Envelope) -> Result<()>;
+}
+
+/// An SQS queue as DLQ.
+#[derive(Debug, Clone)]
+pub struct SqsDeadLetter {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetter {
+    /// A sink sending to `queue_url`.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsDeadLetter {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// SQS messages are at most 256 KiB; the original event is cut to fit.
+const SQS_MAX_BODY: usize = 250 * 1024;
+
+#[async_trait]
+impl DeadLetterSink for SqsDeadLetter {
+    async fn send(&self, envelope: &Envelope) -> Result<()> {
+        let mut body = serde_json::to_string(envelope).map_err(|e| {
+            Error::other(
+                ErrorKind::Internal,
+                "cannot encode DLQ envelope",
+                Some(Box::new(e)),
+            )
+        })?;
+        if body.len() > SQS_MAX_BODY {
+            let mut cut = envelope.clone();
+            cut.event = serde_json::json!({"truncated": true, "original_bytes": body.len()});
+            body = serde_json::to_string(&cut).map_err(|e| {
+                Error::other(
+                    ErrorKind::Internal,
+                    "cannot encode DLQ envelope",
+                    Some(Box::new(e)),
+                )
+            })?;
+        }
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                crate::aws::storage_error("send DLQ envelope to", self.queue_url.clone(), e)
+            })?;
+        Ok(())
+    }
+}
+
+/// A JSONL file as DLQ (the local default): one envelope per line, appended
+/// under an exclusive lock so concurrent processes never interleave lines.
+#[derive(Debug, Clone)]
+pub struct FileDeadLetter {
+    path: PathBuf,
+}
+
+impl FileDeadLetter {
+    /// A sink appending to `path` (created with its folder if missing).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileDeadLetter { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Read every envelope in a DLQ file; a missing file is an empty DLQ.
+    pub fn read_all(path: &std::path::Path) -> Result<Vec<Envelope>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => {
+                return Err(Error::other(
+                    ErrorKind::Internal,
+                    format!("cannot read DLQ file {}", path.display()),
+                    Some(Box::new(e)),
+                ))
+            }
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| {
+                    Error::other(
+                        ErrorKind::Internal,
+                        format!("{} line {}: not a DLQ envelope", path.display(), i + 1),
+                        Some(Box::new(e)),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for FileDeadLetter {
+    async fn send(&self, envelope: &Envelope) -> Result<()> {
+        let mut line = serde_json::to_vec(envelope).map_err(|e| {
+            Error::other(
+                ErrorKind::Internal,
+                "cannot encode DLQ envelope",
+                Some(Box::new(e)),
+            )
+        })?;
+        line.push(b'\n');
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.lock()?;
+            f.write_all(&line)?;
+            f.unlock()
+        })
+        .await
+        .map_err(|e| {
+            Error::other(
+                ErrorKind::Internal,
+                "DLQ write task failed",
+                Some(Box::new(e)),
+            )
+        })?
+        .map_err(|e| {
+            Error::other(
+                ErrorKind::Transient,
+                format!("cannot append to DLQ file {}", self.path.display()),
+                Some(Box::new(e)),
+            )
+        })
+    }
+}
+
+/// An in-memory DLQ for tests.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDeadLetter {
+    envelopes: Arc<Mutex<Vec<Envelope>>>,
+}
+
+impl MemoryDeadLetter {
+    /// An empty DLQ.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything sent so far.
+    pub fn envelopes(&self) -> Vec<Envelope> {
+        self.envelopes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl DeadLetterSink for MemoryDeadLetter {
+    async fn send(&self, envelope: &Envelope) -> Result<()> {
+        self.envelopes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(envelope.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_dlq_round_trips_envelopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq/ingest.jsonl");
+        let sink = FileDeadLetter::new(&path);
+        let err = Error::invalid_input("s3://landing/raw/trips/x.csv.gz", "not a gzip file");
+        let env = Envelope::new(
+            "ingest",
+            None,
+            &err,
+            2,
+            None,
+            Some("sl-1".into()),
+            serde_json::json!({"k": 1}),
+        );
+        sink.send(&env).await.unwrap();
+        sink.send(&env).await.unwrap();
+        let back = FileDeadLetter::read_all(&path).unwrap();
+        assert_eq!(back, vec![env.clone(), env]);
+        assert_eq!(back[0].error.kind, ErrorKind::InvalidInput);
+        assert_eq!(back[0].envelope_version, 1);
+        assert!(back[0].error.message.contains("x.csv.gz"));
+    }
+
+    #[test]
+    fn missing_dlq_file_is_empty() {
+        assert!(
+            FileDeadLetter::read_all(std::path::Path::new("/nonexistent/dlq.jsonl"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

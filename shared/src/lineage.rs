@@ -1,0 +1,363 @@
+//! Lineage: the identity of an input object, the metadata stamped on every
+//! output, correlation ids, deterministic ids, and S3 sequencer ordering.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Metadata, ObjectMeta};
+use crate::trigger::ObjectRef;
+
+/// Metadata keys (S3 `x-amz-meta-*`) written on every output.
+pub mod keys {
+    /// Bucket of the input the output was made from.
+    pub const SOURCE_BUCKET: &str = "sluice-source-bucket";
+    /// Key of the input, percent-encoded (metadata must be ASCII).
+    pub const SOURCE_KEY: &str = "sluice-source-key";
+    /// ETag of the input.
+    pub const SOURCE_ETAG: &str = "sluice-source-etag";
+    /// Version id of the input.
+    pub const SOURCE_VERSION: &str = "sluice-source-version";
+    /// S3 sequencer of the input's creation event.
+    pub const SOURCE_SEQUENCER: &str = "sluice-source-sequencer";
+    /// Stage that wrote the output.
+    pub const STAGE: &str = "sluice-stage";
+    /// Code version of that stage.
+    pub const CODE_VERSION: &str = "sluice-code-version";
+    /// Correlation id, shared by every output descended from one landed file.
+    pub const CORRELATION_ID: &str = "sluice-correlation-id";
+    /// When the producer's file first landed (RFC 3339), for end-to-end lag.
+    pub const ORIGIN_TIME: &str = "sluice-origin-time";
+    /// When this stage finished the output (RFC 3339).
+    pub const PROCESSED_AT: &str = "sluice-processed-at";
+    /// Milliseconds this stage spent on the input.
+    pub const DURATION_MS: &str = "sluice-duration-ms";
+}
+
+/// Which version of which input an output was derived from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceIdentity {
+    /// Input bucket.
+    pub bucket: String,
+    /// Input key (decoded).
+    pub key: String,
+    /// Input ETag.
+    pub etag: Option<String>,
+    /// Input version id.
+    pub version_id: Option<String>,
+    /// Sequencer of the input's creation event.
+    pub sequencer: Option<String>,
+}
+
+impl SourceIdentity {
+    /// The identity of an event's object, completed from its current metadata.
+    pub fn from_event(obj: &ObjectRef, current: Option<&ObjectMeta>) -> Self {
+        SourceIdentity {
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            etag: obj.etag.clone().or_else(|| current.map(|m| m.etag.clone())),
+            version_id: obj
+                .version_id
+                .clone()
+                .or_else(|| current.and_then(|m| m.version_id.clone())),
+            sequencer: obj.sequencer.clone(),
+        }
+    }
+
+    /// Read the identity back from an output's metadata.
+    pub fn from_metadata(m: &Metadata) -> Option<Self> {
+        Some(SourceIdentity {
+            bucket: m.get(keys::SOURCE_BUCKET)?.clone(),
+            key: decode_meta(m.get(keys::SOURCE_KEY)?),
+            etag: m.get(keys::SOURCE_ETAG).cloned(),
+            version_id: m.get(keys::SOURCE_VERSION).cloned(),
+            sequencer: m.get(keys::SOURCE_SEQUENCER).cloned(),
+        })
+    }
+
+    /// A stable id for the input *key* (not its version): outputs derived from
+    /// it live at keys built from this id, so a newer version replaces them.
+    pub fn object_id(&self) -> String {
+        short_hash(&[self.bucket.as_bytes(), self.key.as_bytes()], 20)
+    }
+
+    /// A deterministic correlation id for this exact version of the input.
+    pub fn derived_correlation_id(&self) -> String {
+        let version = self
+            .version_id
+            .as_deref()
+            .or(self.etag.as_deref())
+            .unwrap_or("");
+        format!(
+            "sl-{}",
+            short_hash(
+                &[
+                    self.bucket.as_bytes(),
+                    self.key.as_bytes(),
+                    version.as_bytes()
+                ],
+                16
+            )
+        )
+    }
+
+    /// A record id from source identity and row number, for datasets without
+    /// a natural key.
+    pub fn record_id(&self, row_number: u64) -> String {
+        let version = self
+            .version_id
+            .as_deref()
+            .or(self.etag.as_deref())
+            .unwrap_or("");
+        short_hash(
+            &[
+                self.bucket.as_bytes(),
+                self.key.as_bytes(),
+                version.as_bytes(),
+                &row_number.to_be_bytes(),
+            ],
+            32,
+        )
+    }
+}
+
+/// Everything stamped on an output besides the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// The input.
+    pub source: SourceIdentity,
+    /// Stage name.
+    pub stage: String,
+    /// Code version of the stage.
+    pub code_version: String,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When the original producer file landed.
+    pub origin_time: Option<DateTime<Utc>>,
+}
+
+impl Lineage {
+    /// Build lineage for an input: the correlation id and origin time are
+    /// inherited from the input's own metadata when an earlier stage set them.
+    pub fn for_input(
+        source: SourceIdentity,
+        input: Option<&Metadata>,
+        event_time: Option<DateTime<Utc>>,
+        stage: &str,
+        code_version: &str,
+    ) -> Self {
+        let correlation_id = input
+            .and_then(|m| m.get(keys::CORRELATION_ID))
+            .filter(|c| is_valid_correlation_id(c))
+            .cloned()
+            .unwrap_or_else(|| source.derived_correlation_id());
+        let origin_time = input
+            .and_then(|m| m.get(keys::ORIGIN_TIME))
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .or(event_time);
+        Lineage {
+            source,
+            stage: stage.to_string(),
+            code_version: code_version.to_string(),
+            correlation_id,
+            origin_time,
+        }
+    }
+
+    /// The metadata every output of this input carries.
+    pub fn metadata(&self) -> Metadata {
+        let mut m = Metadata::new();
+        m.insert(keys::SOURCE_BUCKET.into(), self.source.bucket.clone());
+        m.insert(keys::SOURCE_KEY.into(), encode_meta(&self.source.key));
+        if let Some(e) = &self.source.etag {
+            m.insert(keys::SOURCE_ETAG.into(), e.clone());
+        }
+        if let Some(v) = &self.source.version_id {
+            m.insert(keys::SOURCE_VERSION.into(), v.clone());
+        }
+        if let Some(s) = &self.source.sequencer {
+            m.insert(keys::SOURCE_SEQUENCER.into(), s.clone());
+        }
+        m.insert(keys::STAGE.into(), self.stage.clone());
+        m.insert(keys::CODE_VERSION.into(), self.code_version.clone());
+        m.insert(keys::CORRELATION_ID.into(), self.correlation_id.clone());
+        if let Some(t) = self.origin_time {
+            m.insert(
+                keys::ORIGIN_TIME.into(),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+        }
+        m
+    }
+}
+
+/// Correlation ids arriving in metadata are trusted only if they are short and
+/// printable: they go into every log line.
+fn is_valid_correlation_id(c: &str) -> bool {
+    !c.is_empty()
+        && c.len() <= 128
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Percent-encode a value for S3 metadata, which must be ASCII: everything
+/// but letters, digits and `/-_.~` is encoded (including `%` itself).
+pub fn encode_meta(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const SET: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, SET).to_string()
+}
+
+/// Inverse of [`encode_meta`].
+pub fn decode_meta(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Hex of the first `hex_len / 2` bytes of SHA-256 over the parts, each
+/// length-prefixed so that ("ab","c") and ("a","bc") differ.
+pub fn short_hash(parts: &[&[u8]], hex_len: usize) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let mut s = hex::encode(h.finalize());
+    s.truncate(hex_len);
+    s
+}
+
+/// Compare two S3 sequencers for the same key: left-pad the shorter with
+/// zeros, then compare as strings (case-insensitively; they are hex).
+pub fn compare_sequencers(a: &str, b: &str) -> Ordering {
+    let width = a.len().max(b.len());
+    let pad = |s: &str| format!("{s:0>width$}").to_ascii_uppercase();
+    pad(a).cmp(&pad(b))
+}
+
+/// How an incoming input version relates to the one an output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Same input version: the output is already done.
+    Same,
+    /// The incoming version is newer: replace the output.
+    Newer,
+    /// The incoming version is older: leave the output alone.
+    Older,
+}
+
+/// Decide how `incoming` relates to `existing` (the source of a stored output).
+///
+/// Same ETag and version means the same input. Otherwise sequencers decide.
+/// Without sequencers on both sides (manual replays, hand-made events) the
+/// incoming event wins: the runner has already checked it describes the
+/// object as it is now.
+pub fn freshness(existing: &SourceIdentity, incoming: &SourceIdentity) -> Freshness {
+    let same_etag = existing.etag.is_some() && existing.etag == incoming.etag;
+    let same_version = match (&existing.version_id, &incoming.version_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    if same_etag && same_version {
+        return Freshness::Same;
+    }
+    match (&existing.sequencer, &incoming.sequencer) {
+        (Some(a), Some(b)) => match compare_sequencers(b, a) {
+            Ordering::Greater => Freshness::Newer,
+            Ordering::Less => Freshness::Older,
+            Ordering::Equal => Freshness::Same,
+        },
+        _ => Freshness::Newer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(etag: &str, seq: Option<&str>) -> SourceIdentity {
+        SourceIdentity {
+            bucket: "landing".into(),
+            key: "raw/trips/a b+c é.csv".into(),
+            etag: Some(etag.into()),
+            version_id: None,
+            sequencer: seq.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn sequencers_compare_after_left_padding() {
+        assert_eq!(
+            compare_sequencers("0055AED6DCD90281E5", "0055AED6DCD90281E6"),
+            Ordering::Less
+        );
+        // Different lengths: "FF" is 0x00FF, smaller than 0x0100.
+        assert_eq!(compare_sequencers("FF", "0100"), Ordering::Less);
+        assert_eq!(compare_sequencers("ab", "00AB"), Ordering::Equal);
+    }
+
+    #[test]
+    fn freshness_table() {
+        use Freshness::*;
+        let cases = [
+            (src("e1", Some("01")), src("e1", Some("01")), Same),
+            (src("e1", Some("01")), src("e2", Some("02")), Newer),
+            (src("e2", Some("02")), src("e1", Some("01")), Older),
+            (src("e1", None), src("e2", None), Newer),
+            (src("e1", None), src("e1", None), Same),
+        ];
+        for (existing, incoming, want) in cases {
+            assert_eq!(
+                freshness(&existing, &incoming),
+                want,
+                "{existing:?} vs {incoming:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_version_sensitive() {
+        let a = src("e1", None);
+        let b = src("e2", None);
+        assert_eq!(
+            a.object_id(),
+            b.object_id(),
+            "object id ignores the version"
+        );
+        assert_ne!(a.derived_correlation_id(), b.derived_correlation_id());
+        assert_eq!(
+            a.derived_correlation_id(),
+            src("e1", None).derived_correlation_id()
+        );
+        assert_ne!(a.record_id(1), a.record_id(2));
+        assert_eq!(a.record_id(7), src("e1", None).record_id(7));
+    }
+
+    #[test]
+    fn metadata_round_trips_awkward_keys() {
+        let l = Lineage::for_input(src("e1", Some("0A")), None, None, "ingest", "1.0.0");
+        let m = l.metadata();
+        assert!(m.values().all(|v| v.is_ascii()), "{m:?}");
+        assert_eq!(SourceIdentity::from_metadata(&m).unwrap(), l.source);
+    }
+
+    #[test]
+    fn correlation_id_is_inherited_when_valid() {
+        let mut m = Metadata::new();
+        m.insert(keys::CORRELATION_ID.into(), "sl-abc123".into());
+        let l = Lineage::for_input(src("e1", None), Some(&m), None, "curate", "1");
+        assert_eq!(l.correlation_id, "sl-abc123");
+        m.insert(keys::CORRELATION_ID.into(), "bad id\nwith newline".into());
+        let l = Lineage::for_input(src("e1", None), Some(&m), None, "curate", "1");
+        assert_eq!(l.correlation_id, src("e1", None).derived_correlation_id());
+    }
+}

@@ -1,0 +1,470 @@
+//! The stage runner, exercised end to end in memory with a small test stage:
+//! decoding, idempotency, failure routing, partial batch responses, panics,
+//! retries, replacement by newer versions, and the count balance check.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use sluice::config::{Config, RawConfig};
+use sluice::dlq::MemoryDeadLetter;
+use sluice::error::{Error, ErrorKind};
+use sluice::lineage::keys;
+use sluice::runner::{manifest_key, ObjectOutcome};
+use sluice::store::{MemoryStore, Metadata, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use sluice::telemetry::RecordingMetrics;
+use sluice::trigger::{s3_notification, ObjectRef};
+use sluice::{Counts, ObjectContext, Runner, Runtime, Stage};
+
+/// Copies `.txt` inputs upper-cased, quarantining lines containing BAD.
+/// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose.
+struct CopyStage;
+
+#[async_trait]
+impl Stage for CopyStage {
+    fn name(&self) -> &str {
+        "copy"
+    }
+
+    fn accepts(&self, key: &str) -> bool {
+        key.ends_with(".txt")
+    }
+
+    async fn process(&self, ctx: &mut ObjectContext) -> sluice::Result<Counts> {
+        let body = ctx.open_input().await?.bytes().await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if text.starts_with("CORRUPT") {
+            return Err(Error::invalid_input(ctx.location(), "corrupt header"));
+        }
+        if text.starts_with("PANIC") {
+            panic!("boom in the stage");
+        }
+        if text.starts_with("UNBALANCED") {
+            return Ok(Counts {
+                rows_in: 2,
+                rows_out: 1,
+                ..Counts::default()
+            });
+        }
+        let (bad, good): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.contains("BAD"));
+        let id = ctx.lineage.source.object_id();
+        let out = ctx.config.output.clone();
+        let out_body = Bytes::from(good.join("\n").to_uppercase());
+        let bytes_out = out_body.len() as u64;
+        ctx.write(
+            &out.bucket,
+            &format!("{}copied/{id}.txt", out.prefix),
+            out_body,
+            Some("text/plain"),
+            &Metadata::new(),
+        )
+        .await?;
+        if !bad.is_empty() {
+            let q = ctx.config.quarantine.clone();
+            ctx.write(
+                &q.bucket,
+                &format!("{}{id}.txt", q.prefix),
+                Bytes::from(bad.join("\n")),
+                None,
+                &Metadata::new(),
+            )
+            .await?;
+        }
+        Ok(Counts {
+            rows_in: (good.len() + bad.len()) as u64,
+            rows_out: good.len() as u64,
+            rows_quarantined: bad.len() as u64,
+            bytes_in: body.len() as u64,
+            bytes_out,
+        })
+    }
+}
+
+struct Harness {
+    store: MemoryStore,
+    dlq: MemoryDeadLetter,
+    metrics: RecordingMetrics,
+    runner: Runner<CopyStage>,
+}
+
+fn harness() -> Harness {
+    let store = MemoryStore::new();
+    let dlq = MemoryDeadLetter::new();
+    let metrics = RecordingMetrics::new();
+    let config = Config::from_raw(
+        "copy",
+        RawConfig::from_vars([
+            ("SLUICE_INPUT", "s3://landing/raw/"),
+            ("SLUICE_OUTPUT", "s3://out-bucket/"),
+            ("SLUICE_DLQ", "file:/unused"),
+            ("SLUICE_RETRY_MAX_ATTEMPTS", "3"),
+            ("SLUICE_RETRY_BASE_DELAY_MS", "1"),
+            ("SLUICE_RETRY_MAX_DELAY_MS", "2"),
+            ("SLUICE_METRICS", "off"),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    let rt = Runtime {
+        config: Arc::new(config),
+        store: Arc::new(store.clone()),
+        dlq: Arc::new(dlq.clone()),
+        metrics: Arc::new(metrics.clone()),
+    };
+    Harness {
+        store,
+        dlq,
+        metrics,
+        runner: Runner::new(rt, CopyStage),
+    }
+}
+
+impl Harness {
+    /// Put an input and return the object reference its S3 event would carry.
+    async fn land(&self, key: &str, body: &str) -> ObjectRef {
+        let r = self
+            .store
+            .put(
+                "landing",
+                key,
+                Bytes::from(body.to_string()),
+                PutOptions::new(PutMode::Overwrite),
+            )
+            .await
+            .unwrap();
+        let mut o = ObjectRef::new("landing", key);
+        o.etag = Some(r.etag);
+        o.sequencer = r.sequencer;
+        o.size = Some(body.len() as u64);
+        o
+    }
+
+    async fn invoke(&self, payload: Value) -> sluice::runner::InvocationReport {
+        self.runner.handle(&payload, None).await.unwrap()
+    }
+
+    async fn outputs(&self) -> Vec<String> {
+        self.store
+            .list("out-bucket", "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect()
+    }
+}
+
+fn sqs_batch(messages: &[(&str, Value)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({"messageId": id, "receiptHandle": "rh", "body": body.to_string(), "eventSource": "aws:sqs",
+                   "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1705312800000"},
+                   "messageAttributes": {}})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn processes_an_object_and_stamps_lineage() {
+    let h = harness();
+    let key = "raw/dir with space/a+b & c é.txt";
+    let obj = h.land(key, "one\ntwo BAD\nthree").await;
+    let report = h.invoke(s3_notification(std::slice::from_ref(&obj))).await;
+    let ObjectOutcome::Processed { counts, manifest } = &report.outcomes[0].1 else {
+        panic!("{report:?}");
+    };
+    assert_eq!(
+        (counts.rows_in, counts.rows_out, counts.rows_quarantined),
+        (3, 2, 1)
+    );
+    let outputs = h.outputs().await;
+    assert_eq!(
+        outputs.len(),
+        3,
+        "output, quarantine, manifest: {outputs:?}"
+    );
+    let copied = outputs.iter().find(|k| k.starts_with("copied/")).unwrap();
+    let meta = h.store.head("out-bucket", copied).await.unwrap().unwrap();
+    assert_eq!(meta.metadata[keys::SOURCE_BUCKET], "landing");
+    assert_eq!(
+        sluice::lineage::decode_meta(&meta.metadata[keys::SOURCE_KEY]),
+        key
+    );
+    assert_eq!(meta.metadata[keys::SOURCE_ETAG], obj.etag.clone().unwrap());
+    assert_eq!(meta.metadata[keys::STAGE], "copy");
+    assert_eq!(meta.metadata[keys::CORRELATION_ID], manifest.correlation_id);
+    assert!(manifest.correlation_id.starts_with("sl-"));
+    assert_eq!(
+        &h.store.get_bytes("out-bucket", copied).await.unwrap()[..],
+        b"ONE\nTHREE"
+    );
+    assert_eq!(manifest.outputs.len(), 2);
+    assert_eq!(h.metrics.total("copy", "RowsQuarantined"), 1.0);
+}
+
+#[tokio::test]
+async fn duplicate_delivery_is_a_no_op() {
+    let h = harness();
+    let obj = h.land("raw/x.txt", "a\nb").await;
+    let event = s3_notification(std::slice::from_ref(&obj));
+    h.invoke(event.clone()).await;
+    let before = h.outputs().await;
+    let puts = h.store.calls("put");
+    let gets = h.store.calls("get");
+    let report = h.invoke(event).await;
+    assert!(
+        matches!(report.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+        "{report:?}"
+    );
+    assert_eq!(h.outputs().await, before);
+    assert_eq!(h.store.calls("put"), puts, "no writes");
+    assert_eq!(
+        h.store.calls("get"),
+        gets,
+        "the input is not even read again"
+    );
+    assert_eq!(h.metrics.total("copy", "AlreadyProcessed"), 1.0);
+}
+
+#[tokio::test]
+async fn sqs_batch_reports_only_retryable_failures() {
+    let h = harness();
+    let good = h.land("raw/good.txt", "a").await;
+    let corrupt = h.land("raw/corrupt.txt", "CORRUPT data").await;
+    let payload = sqs_batch(&[
+        ("m-good", s3_notification(&[good])),
+        ("m-corrupt", s3_notification(std::slice::from_ref(&corrupt))),
+    ]);
+    let report = h.invoke(payload).await;
+    // A permanent failure is dead-lettered and acknowledged, not redelivered.
+    assert_eq!(
+        report.failed_message_ids,
+        Vec::<String>::new(),
+        "{report:?}"
+    );
+    let envs = h.dlq.envelopes();
+    assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].error.kind, ErrorKind::InvalidInput);
+    assert!(
+        envs[0].error.message.contains("raw/corrupt.txt"),
+        "{}",
+        envs[0].error.message
+    );
+    assert_eq!(envs[0].source.as_ref().unwrap().key, "raw/corrupt.txt");
+    assert_eq!(
+        envs[0].event["messageId"], "m-corrupt",
+        "the original SQS record is kept"
+    );
+    assert_eq!(envs[0].stage, "copy");
+
+    // Now a batch where one object keeps failing transiently.
+    let h = harness();
+    let good = h.land("raw/good.txt", "a").await;
+    let flaky = h.land("raw/flaky.txt", "b").await;
+    h.store.inject_transient_failures("head", 100);
+    let only_flaky = h
+        .invoke(sqs_batch(&[("m-flaky", s3_notification(&[flaky]))]))
+        .await;
+    assert_eq!(only_flaky.failed_message_ids, vec!["m-flaky".to_string()]);
+    assert!(
+        h.dlq.envelopes().is_empty(),
+        "transient failures are not dead-lettered"
+    );
+    assert_eq!(
+        h.metrics.total("copy", "Retries"),
+        2.0,
+        "3 attempts = 2 retries"
+    );
+    h.store.inject_transient_failures("head", 0);
+    let ok = h
+        .invoke(sqs_batch(&[("m-good", s3_notification(&[good]))]))
+        .await;
+    assert!(ok.failed_message_ids.is_empty());
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_processed_exactly_once() {
+    let h = harness();
+    let obj = h.land("raw/retry.txt", "a\nb").await;
+    h.store.inject_transient_failures("get", 2);
+    let report = h.invoke(s3_notification(&[obj])).await;
+    assert!(
+        matches!(report.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{report:?}"
+    );
+    assert_eq!(h.metrics.total("copy", "Retries"), 2.0);
+    assert_eq!(h.metrics.total("copy", "ObjectsProcessed"), 1.0);
+    assert_eq!(h.outputs().await.len(), 2, "one output and one manifest");
+}
+
+#[tokio::test]
+async fn a_panic_fails_only_its_object() {
+    let h = harness();
+    let bad = h.land("raw/panic.txt", "PANIC now").await;
+    let good = h.land("raw/fine.txt", "x").await;
+    let report = h
+        .invoke(sqs_batch(&[
+            ("m-panic", s3_notification(&[bad])),
+            ("m-fine", s3_notification(&[good])),
+        ]))
+        .await;
+    assert!(
+        report.failed_message_ids.is_empty(),
+        "a panic is permanent: DLQ, not redelivery"
+    );
+    let envs = h.dlq.envelopes();
+    assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].error.kind, ErrorKind::Panic);
+    assert!(
+        envs[0].error.message.contains("boom in the stage"),
+        "{}",
+        envs[0].error.message
+    );
+    assert!(matches!(
+        report.outcomes[1].1,
+        ObjectOutcome::Processed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn newer_version_replaces_and_late_old_event_is_ignored() {
+    let h = harness();
+    let v1 = h.land("raw/v.txt", "old").await;
+    h.invoke(s3_notification(std::slice::from_ref(&v1))).await;
+    let v2 = h.land("raw/v.txt", "new\nrows").await;
+    let report = h.invoke(s3_notification(std::slice::from_ref(&v2))).await;
+    assert!(
+        matches!(report.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{report:?}"
+    );
+    let copied: Vec<String> = h
+        .outputs()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("copied/"))
+        .collect();
+    assert_eq!(copied.len(), 1, "replaced, not duplicated");
+    assert_eq!(
+        &h.store.get_bytes("out-bucket", &copied[0]).await.unwrap()[..],
+        b"NEW\nROWS"
+    );
+    // The v1 event is delivered again, late.
+    let late = h.invoke(s3_notification(&[v1])).await;
+    assert!(
+        matches!(late.outcomes[0].1, ObjectOutcome::Stale(_)),
+        "{late:?}"
+    );
+    assert_eq!(
+        &h.store.get_bytes("out-bucket", &copied[0]).await.unwrap()[..],
+        b"NEW\nROWS"
+    );
+}
+
+#[tokio::test]
+async fn replacing_a_version_removes_outputs_it_no_longer_produces() {
+    let h = harness();
+    h.invoke(s3_notification(&[h.land("raw/q.txt", "ok\nBAD row").await]))
+        .await;
+    assert!(h
+        .outputs()
+        .await
+        .iter()
+        .any(|k| k.starts_with("_quarantine/")));
+    h.invoke(s3_notification(&[h.land("raw/q.txt", "ok\nalso ok").await]))
+        .await;
+    let outputs = h.outputs().await;
+    assert!(
+        !outputs.iter().any(|k| k.starts_with("_quarantine/")),
+        "stale quarantine removed: {outputs:?}"
+    );
+}
+
+#[tokio::test]
+async fn direct_invocation_errors_only_when_retryable() {
+    let h = harness();
+    let obj = h.land("raw/d.txt", "a").await;
+    h.store.inject_transient_failures("head", 100);
+    let err = h
+        .runner
+        .handle_lambda(s3_notification(std::slice::from_ref(&obj)), None)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    h.store.inject_transient_failures("head", 0);
+    let corrupt = h.land("raw/c.txt", "CORRUPT").await;
+    let ok = h
+        .runner
+        .handle_lambda(s3_notification(&[corrupt]), None)
+        .await
+        .unwrap();
+    assert_eq!(ok["dead_lettered"], 1);
+    assert_eq!(h.dlq.envelopes().len(), 1);
+}
+
+#[tokio::test]
+async fn unrecognised_payload_is_dead_lettered_not_dropped() {
+    let h = harness();
+    let payload = json!({"surprise": true});
+    let report = h.invoke(payload.clone()).await;
+    assert!(matches!(
+        report.outcomes[0].1,
+        ObjectOutcome::DeadLettered(_)
+    ));
+    let envs = h.dlq.envelopes();
+    assert_eq!(envs[0].error.kind, ErrorKind::InvalidEvent);
+    assert_eq!(envs[0].event, payload);
+}
+
+#[tokio::test]
+async fn keys_outside_the_input_or_internal_or_unaccepted_are_skipped() {
+    let h = harness();
+    let outside = h.land("elsewhere/x.txt", "a").await;
+    let internal = h.land("raw/_sluice/manifests/x.txt", "a").await;
+    let wrong_suffix = h.land("raw/x.csv", "a").await;
+    let report = h
+        .invoke(s3_notification(&[outside, internal, wrong_suffix]))
+        .await;
+    assert_eq!(report.outcomes.len(), 3);
+    for (_, o) in &report.outcomes {
+        assert!(matches!(o, ObjectOutcome::Skipped(_)), "{o:?}");
+    }
+    assert!(h.outputs().await.is_empty());
+}
+
+#[tokio::test]
+async fn unbalanced_counts_are_a_permanent_failure() {
+    let h = harness();
+    let obj = h.land("raw/u.txt", "UNBALANCED").await;
+    h.invoke(s3_notification(&[obj])).await;
+    let envs = h.dlq.envelopes();
+    assert_eq!(envs.len(), 1);
+    assert!(
+        envs[0].error.message.contains("counts do not balance"),
+        "{}",
+        envs[0].error.message
+    );
+    let manifest = manifest_key(&h.runner.runtime().config, &envs[0].source.clone().unwrap());
+    assert!(
+        h.store
+            .head("out-bucket", &manifest)
+            .await
+            .unwrap()
+            .is_none(),
+        "no manifest for a failure"
+    );
+}
+
+#[tokio::test]
+async fn deleted_input_is_dead_lettered_with_its_name() {
+    let h = harness();
+    let obj = h.land("raw/gone.txt", "a").await;
+    h.store.delete("landing", "raw/gone.txt").await.unwrap();
+    h.invoke(s3_notification(&[obj])).await;
+    let envs = h.dlq.envelopes();
+    assert_eq!(envs[0].error.kind, ErrorKind::NotFound);
+    assert!(envs[0].error.message.contains("s3://landing/raw/gone.txt"));
+}
