@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod contract;
 pub mod dlq;
 pub mod error;
 pub mod idempotent;

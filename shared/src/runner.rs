@@ -138,10 +138,13 @@ pub struct Manifest {
 
 /// Where the manifest of an input lives for a stage.
 pub fn manifest_key(config: &Config, source: &SourceIdentity) -> String {
+    manifest_key_in(&config.output.prefix, &config.stage, source)
+}
+
+/// Where `stage`, writing under `output_prefix`, keeps the manifest of an input.
+pub fn manifest_key_in(output_prefix: &str, stage: &str, source: &SourceIdentity) -> String {
     format!(
-        "{}_sluice/manifests/{}/{}.json",
-        config.output.prefix,
-        config.stage,
+        "{output_prefix}_sluice/manifests/{stage}/{}.json",
         source.object_id()
     )
 }
@@ -166,6 +169,8 @@ pub struct ObjectContext {
     pub config: Arc<Config>,
     /// When the invocation must be finished by.
     pub deadline: Option<Instant>,
+    /// Where stage-specific metrics go (EMF on Lambda).
+    pub metrics: Arc<dyn MetricsSink>,
     outputs: BTreeSet<OutputRef>,
 }
 
@@ -624,6 +629,7 @@ impl<S: Stage> Runner<S> {
             store: self.rt.store.clone(),
             config: self.rt.config.clone(),
             deadline,
+            metrics: self.rt.metrics.clone(),
             outputs: BTreeSet::new(),
         };
         let counts = match AssertUnwindSafe(self.stage.process(&mut ctx))

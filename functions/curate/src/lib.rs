@@ -1,0 +1,1 @@
+//! The curate stage (being written).

@@ -1,0 +1,2 @@
+//! Lambda entry point of the curate stage.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Lambda entry point of the ingest stage.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Lambda entry point of the profile stage.
+fn main() {}
