@@ -1,1 +1,161 @@
-//! The ingest stage (being written).
+//! The ingest stage: validate landed CSV / JSON Lines files (optionally
+//! gzip) against their dataset's contract, write good rows as partitioned
+//! zstd Parquet with record ids and lineage columns, quarantine bad rows with
+//! their line, raw text and reasons, and send unusable files to the DLQ.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice::contract::{Contract, Registry};
+use sluice::idempotent::StreamedOutput;
+use sluice::store::Metadata;
+use sluice::{Counts, Error, ErrorKind, ObjectContext, Stage};
+use tokio_util::io::SyncIoBridge;
+
+mod columns;
+pub mod pipeline;
+
+use pipeline::{Format, Msg, Pipeline};
+
+/// Content type of Parquet outputs.
+pub const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// The ingest stage.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    contracts: BTreeMap<String, Arc<Contract>>,
+}
+
+impl Ingest {
+    /// A stage that knows the datasets of `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        Ingest {
+            contracts: registry.names().filter_map(|n| registry.get(n).map(|c| (n.to_string(), c.clone()))).collect(),
+        }
+    }
+
+    fn contract_for(&self, ctx: &ObjectContext) -> sluice::Result<Arc<Contract>> {
+        let rel = ctx.object.key.strip_prefix(&ctx.config.input.prefix).unwrap_or(&ctx.object.key);
+        let dataset = rel.split('/').next().unwrap_or_default();
+        self.contracts.get(dataset).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.contracts.keys().map(String::as_str).collect();
+            Error::invalid_input(
+                ctx.location(),
+                format!("no contract for dataset {dataset:?} (keys are <input>/<dataset>/...; known: {})", known.join(", ")),
+            )
+        })
+    }
+}
+
+/// Outputs being streamed, by key; `None` when the output already exists
+/// for this input version and the bytes are discarded.
+struct Outputs {
+    open: BTreeMap<String, Option<StreamedOutput>>,
+}
+
+impl Outputs {
+    async fn write(&mut self, ctx: &mut ObjectContext, bucket: &str, key: &str, bytes: bytes::Bytes, content_type: &str) -> sluice::Result<()> {
+        if !self.open.contains_key(key) {
+            let out = ctx.begin_output(bucket, key, Some(content_type), &Metadata::new()).await?;
+            self.open.insert(key.to_string(), out);
+        }
+        if let Some(Some(out)) = self.open.get_mut(key) {
+            out.write(bytes).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(&mut self, key: &str) -> sluice::Result<()> {
+        if let Some(Some(out)) = self.open.remove(key) {
+            out.complete().await?;
+        }
+        Ok(())
+    }
+
+    async fn abort_all(&mut self) {
+        for (_, out) in std::mem::take(&mut self.open) {
+            if let Some(out) = out {
+                let _ = out.abort().await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Stage for Ingest {
+    fn name(&self) -> &str {
+        "ingest"
+    }
+
+    async fn process(&self, ctx: &mut ObjectContext) -> sluice::Result<Counts> {
+        let uri = ctx.location();
+        let contract = self.contract_for(ctx)?;
+        let (format, named_gz) = Format::of_key(&ctx.object.key)
+            .ok_or_else(|| Error::invalid_input(&uri, "unknown format (expected .csv, .jsonl, .ndjson or .json, optionally .gz)"))?;
+        let size = ctx.input.size;
+        if size == 0 {
+            return Err(Error::invalid_input(&uri, "empty file"));
+        }
+        if size > ctx.config.max_object_bytes {
+            return Err(Error::invalid_input(&uri, format!("object of {size} bytes exceeds the limit of {} bytes", ctx.config.max_object_bytes)));
+        }
+        let id = ctx.lineage.source.object_id();
+        let pipeline = Pipeline {
+            contract: contract.clone(),
+            source_uri: uri.clone(),
+            record_seed: format!("{}\u{1f}{}", uri, ctx.lineage.source.etag.as_deref().unwrap_or("")),
+            format,
+            named_gz,
+            object_size: size,
+            max_ratio: ctx.config.max_decompression_ratio,
+            file_name: format!("{id}.parquet"),
+        };
+        let input = ctx.open_input().await?;
+        let reader = SyncIoBridge::new(input.into_async_read());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(4);
+        let job = tokio::task::spawn_blocking(move || pipeline.run(reader, tx));
+
+        let out = ctx.config.output.clone();
+        let q = ctx.config.quarantine.clone();
+        let quarantine_key = format!("{}{}/{id}.jsonl", q.prefix, contract.name);
+        let mut outputs = Outputs { open: BTreeMap::new() };
+        let mut upload_err = None;
+        while let Some(msg) = rx.recv().await {
+            let res = match msg {
+                Msg::Data { key, bytes, last } => {
+                    let full = format!("{}{key}", out.prefix);
+                    let r = outputs.write(ctx, &out.bucket, &full, bytes, PARQUET).await;
+                    match r {
+                        Ok(()) if last => outputs.complete(&full).await,
+                        other => other,
+                    }
+                }
+                Msg::Quarantine(bytes) => outputs.write(ctx, &q.bucket, &quarantine_key, bytes, "application/x-ndjson").await,
+            };
+            if let Err(e) = res {
+                upload_err = Some(e);
+                break;
+            }
+        }
+        drop(rx);
+        let result = job
+            .await
+            .map_err(|e| Error::other(ErrorKind::Internal, format!("{uri}: ingest task failed: {e}"), None));
+        let stats = match (upload_err, result) {
+            (Some(e), _) | (None, Err(e)) | (None, Ok(Err(e))) => {
+                outputs.abort_all().await;
+                return Err(e);
+            }
+            (None, Ok(Ok(stats))) => stats,
+        };
+        outputs.complete(&quarantine_key).await?;
+        Ok(Counts {
+            rows_in: stats.rows_in,
+            rows_out: stats.rows_out,
+            rows_quarantined: stats.rows_quarantined,
+            bytes_in: size,
+            bytes_out: stats.bytes_out,
+        })
+    }
+}

@@ -1,0 +1,593 @@
+//! The synchronous heart of ingest: detect compression, parse CSV or JSON
+//! Lines, validate every row against the contract, and encode good rows as
+//! partitioned zstd Parquet and bad rows as quarantine JSON lines. Encoded
+//! bytes leave through a bounded channel, so memory does not grow with input.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use sluice::contract::{Contract, Granularity, Value};
+use sluice::{Error, ErrorKind};
+use tokio::sync::mpsc::Sender;
+
+use crate::columns::Column;
+
+/// Rows per Arrow batch.
+const BATCH_ROWS: usize = 16 * 1024;
+/// Rows per Parquet row group (smaller groups are cut by the memory budget).
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+/// Encoded-but-unflushed bytes allowed across all open partitions.
+const IN_PROGRESS_BUDGET: usize = 48 * 1024 * 1024;
+/// Quarantine bytes buffered before they are sent on.
+const QUARANTINE_CHUNK: usize = 1024 * 1024;
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// The format of a key, and whether it claims to be gzip.
+    pub fn of_key(key: &str) -> Option<(Format, bool)> {
+        let lower = key.to_ascii_lowercase();
+        let (stem, gz) = match lower.strip_suffix(".gz") {
+            Some(s) => (s.to_string(), true),
+            None => (lower, false),
+        };
+        let f = if stem.ends_with(".csv") {
+            Format::Csv
+        } else if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") || stem.ends_with(".json") {
+            Format::Jsonl
+        } else {
+            return None;
+        };
+        Some((f, gz))
+    }
+}
+
+/// What the pipeline sends to the uploader.
+#[derive(Debug)]
+pub enum Msg {
+    /// Parquet bytes for a partition's output key (`last` closes it).
+    Data {
+        /// Output key relative to the output prefix.
+        key: String,
+        /// Bytes to append.
+        bytes: Bytes,
+        /// Whether the output is complete.
+        last: bool,
+    },
+    /// Quarantine JSON lines (appended to the one quarantine output).
+    Quarantine(Bytes),
+}
+
+/// Counts of one run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Data rows read.
+    pub rows_in: u64,
+    /// Rows written to Parquet.
+    pub rows_out: u64,
+    /// Rows quarantined.
+    pub rows_quarantined: u64,
+    /// Bytes after decompression.
+    pub decompressed_bytes: u64,
+    /// Parquet bytes produced.
+    pub bytes_out: u64,
+}
+
+/// Everything the pipeline needs, fixed before it starts.
+pub struct Pipeline {
+    /// The dataset's contract.
+    pub contract: Arc<Contract>,
+    /// `s3://bucket/key` of the input, for `_source` and messages.
+    pub source_uri: String,
+    /// Seed for record ids of datasets without a natural key (source identity).
+    pub record_seed: String,
+    /// Input format.
+    pub format: Format,
+    /// Whether the key ends in `.gz`.
+    pub named_gz: bool,
+    /// Compressed object size, for the decompression-bomb check.
+    pub object_size: u64,
+    /// Largest decompressed:compressed ratio.
+    pub max_ratio: u64,
+    /// File name of every output (`<object id>.parquet`).
+    pub file_name: String,
+}
+
+fn input_error(uri: &str, reason: impl Into<String>) -> Error {
+    Error::invalid_input(uri, reason)
+}
+
+/// An I/O error while reading: a storage error carried through the bridge
+/// keeps its kind (a dropped connection is transient); anything else means
+/// the bytes themselves are bad.
+fn read_error(uri: &str, what: &str, e: &io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return Error::other(inner.kind(), format!("{uri}: {inner}"), None);
+    }
+    input_error(uri, format!("{what}: {e}"))
+}
+
+/// Counts bytes read and stops a decompression bomb.
+struct Guard<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, BombError(self.limit)));
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct BombError(u64);
+
+impl std::fmt::Display for BombError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decompression bomb: more than {} bytes after decompression", self.0)
+    }
+}
+
+impl std::error::Error for BombError {}
+
+struct PartitionWriter {
+    key: String,
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+/// Accumulates validated rows and writes them out, partitioned.
+struct Sink<'a> {
+    p: &'a Pipeline,
+    tx: Sender<Msg>,
+    schema: SchemaRef,
+    props: WriterProperties,
+    columns: Vec<Column>,
+    record_ids: Column,
+    lines: Column,
+    row_partition: Vec<u32>,
+    partition_keys: Vec<String>,
+    partition_index: BTreeMap<i64, u32>,
+    writers: BTreeMap<u32, PartitionWriter>,
+    quarantine: Vec<u8>,
+    stats: Stats,
+}
+
+impl<'a> Sink<'a> {
+    fn new(p: &'a Pipeline, tx: Sender<Msg>) -> Result<Self, Error> {
+        let c = &p.contract;
+        let mut fields: Vec<ArrowField> = c.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(ArrowField::new("_record_id", DataType::Utf8, false));
+        fields.push(ArrowField::new("_source", DataType::Utf8, false));
+        fields.push(ArrowField::new("_line", DataType::Int64, false));
+        let zstd = ZstdLevel::try_new(1).map_err(|e| Error::other(ErrorKind::Internal, format!("zstd level: {e}"), None))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(zstd))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        Ok(Sink {
+            p,
+            tx,
+            schema: Arc::new(Schema::new(fields)),
+            props,
+            columns: c.fields.iter().map(|f| Column::new(&f.ty, f.nullable, BATCH_ROWS)).collect(),
+            record_ids: Column::utf8(BATCH_ROWS),
+            lines: Column::int(BATCH_ROWS),
+            row_partition: Vec::with_capacity(BATCH_ROWS),
+            partition_keys: Vec::new(),
+            partition_index: BTreeMap::new(),
+            writers: BTreeMap::new(),
+            quarantine: Vec::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), Error> {
+        self.tx
+            .blocking_send(msg)
+            .map_err(|_| Error::other(ErrorKind::Internal, format!("{}: uploader stopped", self.p.source_uri), None))
+    }
+
+    fn partition_of(&mut self, row: &[Value]) -> u32 {
+        let c = &self.p.contract;
+        let Some(part) = &c.partition else { return 0 };
+        let days = match row[part.field] {
+            Value::Timestamp(us) => us.div_euclid(86_400_000_000),
+            Value::Date(d) => i64::from(d),
+            _ => 0,
+        };
+        let date = chrono::DateTime::from_timestamp(days * 86_400, 0).map(|t| t.date_naive());
+        let (bucket_key, label) = match (part.granularity, date) {
+            (Granularity::Day, Some(d)) => (days, d.format("dt=%Y-%m-%d").to_string()),
+            (Granularity::Month, Some(d)) => (i64::from(d.format("%Y%m").to_string().parse::<i32>().unwrap_or(0)), d.format("dt=%Y-%m").to_string()),
+            (_, None) => (i64::MIN, "dt=unknown".to_string()),
+        };
+        if let Some(i) = self.partition_index.get(&bucket_key) {
+            return *i;
+        }
+        let i = self.partition_keys.len() as u32;
+        let key = format!("{}/v{}/{label}/{}", c.name, c.major(), self.p.file_name);
+        self.partition_keys.push(key);
+        self.partition_index.insert(bucket_key, i);
+        i
+    }
+
+    fn accept(&mut self, row: &[Value], record_id: &str, line: u64) -> Result<(), Error> {
+        let part = self.partition_of(row);
+        for (col, v) in self.columns.iter_mut().zip(row) {
+            col.push(v);
+        }
+        self.record_ids.push_str(record_id);
+        self.lines.push_int(line as i64);
+        self.row_partition.push(part);
+        self.stats.rows_out += 1;
+        if self.row_partition.len() >= BATCH_ROWS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, line: u64, raw: &[u8], reasons: &[String]) -> Result<(), Error> {
+        self.stats.rows_quarantined += 1;
+        let entry = serde_json::json!({
+            "line": line,
+            "source": self.p.source_uri,
+            "reasons": reasons,
+            "raw": String::from_utf8_lossy(raw),
+        });
+        serde_json::to_writer(&mut self.quarantine, &entry).map_err(|e| Error::other(ErrorKind::Internal, "quarantine encoding", Some(Box::new(e))))?;
+        self.quarantine.push(b'\n');
+        if self.quarantine.len() >= QUARANTINE_CHUNK {
+            let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
+            self.send(Msg::Quarantine(bytes))?;
+        }
+        Ok(())
+    }
+
+    fn parquet_error(&self, e: impl std::fmt::Display) -> Error {
+        Error::other(ErrorKind::Internal, format!("{}: writing Parquet: {e}", self.p.source_uri), None)
+    }
+
+    fn flush_batch(&mut self) -> Result<(), Error> {
+        let n = self.row_partition.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::take_array).collect();
+        arrays.push(self.record_ids.take_array());
+        arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.p.source_uri.as_str(), n))));
+        arrays.push(self.lines.take_array());
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| self.parquet_error(e))?;
+        let parts = std::mem::take(&mut self.row_partition);
+        let first = parts[0];
+        if parts.iter().all(|p| *p == first) {
+            self.write_to(first, &batch)?;
+        } else {
+            let mut by_part: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for (row, p) in parts.iter().enumerate() {
+                by_part.entry(*p).or_default().push(row as u32);
+            }
+            for (p, rows) in by_part {
+                let idx = UInt32Array::from(rows);
+                let cols = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| self.parquet_error(e))?;
+                let sub = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| self.parquet_error(e))?;
+                self.write_to(p, &sub)?;
+            }
+        }
+        self.row_partition = Vec::with_capacity(BATCH_ROWS);
+        self.enforce_budget()
+    }
+
+    fn write_to(&mut self, part: u32, batch: &RecordBatch) -> Result<(), Error> {
+        if !self.writers.contains_key(&part) {
+            let writer = ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone())).map_err(|e| self.parquet_error(e))?;
+            let key = self.partition_keys[part as usize].clone();
+            self.writers.insert(part, PartitionWriter { key, writer });
+        }
+        let pw = self.writers.get_mut(&part).ok_or_else(|| Error::other(ErrorKind::Internal, "partition writer vanished", None))?;
+        pw.writer.write(batch).map_err(|e| Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None))?;
+        self.drain(part, false)
+    }
+
+    /// Send whatever a partition's writer has produced so far.
+    fn drain(&mut self, part: u32, last: bool) -> Result<(), Error> {
+        let Some(pw) = self.writers.get_mut(&part) else { return Ok(()) };
+        let buf = std::mem::take(pw.writer.inner_mut());
+        if buf.is_empty() && !last {
+            return Ok(());
+        }
+        self.stats.bytes_out += buf.len() as u64;
+        let key = pw.key.clone();
+        self.send(Msg::Data { key, bytes: Bytes::from(buf), last })
+    }
+
+    /// Keep encoded-but-unflushed row groups under the budget by flushing
+    /// the largest one (a smaller row group, not more memory).
+    fn enforce_budget(&mut self) -> Result<(), Error> {
+        loop {
+            let total: usize = self.writers.values().map(|w| w.writer.in_progress_size()).sum();
+            if total <= IN_PROGRESS_BUDGET {
+                return Ok(());
+            }
+            let Some((&part, _)) = self.writers.iter().max_by_key(|(_, w)| w.writer.in_progress_size()) else {
+                return Ok(());
+            };
+            if let Some(pw) = self.writers.get_mut(&part) {
+                pw.writer.flush().map_err(|e| Error::other(ErrorKind::Internal, format!("flushing Parquet: {e}"), None))?;
+            }
+            self.drain(part, false)?;
+        }
+    }
+
+    fn finish(mut self) -> Result<Stats, Error> {
+        self.flush_batch()?;
+        let parts: Vec<u32> = self.writers.keys().copied().collect();
+        for part in parts {
+            let Some(pw) = self.writers.remove(&part) else { continue };
+            let key = pw.key;
+            let tail = pw.writer.into_inner().map_err(|e| Error::other(ErrorKind::Internal, format!("closing Parquet: {e}"), None))?;
+            self.stats.bytes_out += tail.len() as u64;
+            self.send(Msg::Data { key, bytes: Bytes::from(tail), last: true })?;
+        }
+        if !self.quarantine.is_empty() {
+            let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
+            self.send(Msg::Quarantine(bytes))?;
+        }
+        Ok(self.stats)
+    }
+}
+
+impl Pipeline {
+    /// Run over the raw object bytes, sending output through `tx`.
+    pub fn run<R: Read + 'static>(&self, input: R, tx: Sender<Msg>) -> Result<Stats, Error> {
+        let uri = &self.source_uri;
+        let mut buffered = BufReader::with_capacity(256 * 1024, input);
+        let head = buffered.fill_buf().map_err(|e| read_error(uri, "reading", &e))?;
+        if head.is_empty() {
+            return Err(input_error(uri, "empty file"));
+        }
+        let is_gzip = head.starts_with(&[0x1f, 0x8b]);
+        if self.named_gz && !is_gzip {
+            return Err(input_error(uri, "the name says .gz but the content is not gzip"));
+        }
+        let limit = self.object_size.max(1).saturating_mul(self.max_ratio).max(64 * 1024);
+        let decoded: Box<dyn Read> = if is_gzip {
+            Box::new(Guard {
+                inner: MultiGzDecoder::new(buffered),
+                read: 0,
+                limit,
+            })
+        } else {
+            Box::new(buffered)
+        };
+        let mut sink = Sink::new(self, tx)?;
+        let decompressed = match self.format {
+            Format::Csv => self.csv(decoded, &mut sink)?,
+            Format::Jsonl => self.jsonl(decoded, &mut sink)?,
+        };
+        let mut stats = sink.finish()?;
+        stats.decompressed_bytes = decompressed;
+        Ok(stats)
+    }
+
+    /// The record id: a hash of the parsed natural-key values (so `2` and
+    /// `2.0`, CSV and JSON, agree), else of the source identity and line.
+    fn record_id(&self, row: &[Value], line: u64) -> String {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let key = &self.contract.natural_key;
+        if key.is_empty() {
+            h.update(self.record_seed.as_bytes());
+            h.update(&line.to_le_bytes());
+        } else {
+            for &i in key {
+                match &row[i] {
+                    Value::Null => h.update(&[0]),
+                    Value::Str(s) => {
+                        h.update(&[1]);
+                        h.update(s.as_bytes());
+                    }
+                    Value::Int(v) | Value::Timestamp(v) => h.update(&v.to_le_bytes()),
+                    Value::Float(v) => h.update(&v.to_bits().to_le_bytes()),
+                    Value::Bool(v) => h.update(&[2 + u8::from(*v)]),
+                    Value::Date(v) => h.update(&v.to_le_bytes()),
+                    Value::Decimal(v) => h.update(&v.to_le_bytes()),
+                }
+                h.update(&[0x1f]);
+            }
+        }
+        format!("{:032x}", h.digest128())
+    }
+
+    /// Validate one row's raw fields; `Err(reasons)` if it is bad.
+    fn validate(&self, raw: &[&[u8]], row: &mut Vec<Value>) -> Result<(), Vec<String>> {
+        row.clear();
+        let mut reasons = Vec::new();
+        for (field, bytes) in self.contract.fields.iter().zip(raw) {
+            match field.parse_checked(bytes) {
+                Ok(v) => row.push(v),
+                Err(reason) => {
+                    reasons.push(reason);
+                    row.push(Value::Null);
+                }
+            }
+        }
+        if reasons.is_empty() {
+            for rule in &self.contract.rules {
+                let (l, r) = (&row[rule.left], &row[rule.right]);
+                if let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) {
+                    if !rule.op.holds(a, b) {
+                        reasons.push(format!("rule {} failed", rule.name));
+                    }
+                }
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+
+    fn csv(&self, input: Box<dyn Read>, sink: &mut Sink) -> Result<u64, Error> {
+        let uri = &self.source_uri;
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(input);
+        let csv_err = |e: csv::Error| match e.kind() {
+            csv::ErrorKind::Io(io) => read_error(uri, "reading", io),
+            _ => input_error(uri, format!("malformed CSV: {e}")),
+        };
+        let mut rec = csv::ByteRecord::new();
+        if !rdr.read_byte_record(&mut rec).map_err(csv_err)? {
+            return Err(input_error(uri, "empty file (no header line)"));
+        }
+        let header: Vec<String> = rec
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = if i == 0 { h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h) } else { h };
+                std::str::from_utf8(h).map(|s| s.trim().to_string())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| input_error(uri, "the header line is not UTF-8 text (not a CSV file?)"))?;
+        let width = header.len();
+        let mut missing = Vec::new();
+        let cols: Vec<Option<usize>> = self
+            .contract
+            .fields
+            .iter()
+            .map(|f| {
+                let i = header.iter().position(|h| *h == f.name);
+                if i.is_none() && !f.nullable {
+                    missing.push(f.name.clone());
+                }
+                i
+            })
+            .collect();
+        if !missing.is_empty() {
+            let shown: Vec<&str> = header.iter().take(30).map(String::as_str).collect();
+            return Err(input_error(uri, format!("missing required column(s) {} (header: {})", missing.join(", "), shown.join(","))));
+        }
+        let mut row = Vec::with_capacity(cols.len());
+        let mut rejected_text = Vec::new();
+        loop {
+            match rdr.read_byte_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(csv_err(e)),
+            }
+            let line = rec.position().map(|p| p.line()).unwrap_or(0);
+            if rec.len() == 1 && rec.get(0).is_some_and(|f| f.is_empty()) {
+                continue; // a blank line is not a row
+            }
+            sink.stats.rows_in += 1;
+            let verdict = if rec.len() != width {
+                Err(vec![format!("expected {width} fields, found {}", rec.len())])
+            } else {
+                let raw: Vec<&[u8]> = cols.iter().map(|c| c.and_then(|i| rec.get(i)).unwrap_or(b"")).collect();
+                self.validate(&raw, &mut row)
+            };
+            match verdict {
+                Ok(()) => {
+                    let id = self.record_id(&row, line);
+                    sink.accept(&row, &id, line)?;
+                }
+                Err(reasons) => {
+                    rejected_text.clear();
+                    {
+                        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(&mut rejected_text);
+                        let _ = w.write_byte_record(&rec);
+                        let _ = w.flush();
+                    }
+                    if rejected_text.last() == Some(&b'\n') {
+                        rejected_text.pop();
+                    }
+                    sink.reject(line, &rejected_text, &reasons)?;
+                }
+            }
+        }
+        Ok(rdr.position().byte())
+    }
+
+    fn jsonl(&self, input: Box<dyn Read>, sink: &mut Sink) -> Result<u64, Error> {
+        let uri = &self.source_uri;
+        let mut reader = BufReader::with_capacity(256 * 1024, input);
+        let mut buf = Vec::new();
+        let mut line_no = 0u64;
+        let mut total = 0u64;
+        let mut row = Vec::with_capacity(self.contract.fields.len());
+        let mut owned: Vec<Vec<u8>> = vec![Vec::new(); self.contract.fields.len()];
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf).map_err(|e| read_error(uri, "reading", &e))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            line_no += 1;
+            let text = buf.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            sink.stats.rows_in += 1;
+            let verdict = match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text) {
+                Err(e) => Err(vec![format!("not a JSON object: {e}")]),
+                Ok(obj) => {
+                    let mut reasons = Vec::new();
+                    for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
+                        slot.clear();
+                        match obj.get(&field.name) {
+                            None | Some(serde_json::Value::Null) => {}
+                            Some(serde_json::Value::String(s)) => slot.extend_from_slice(s.as_bytes()),
+                            Some(serde_json::Value::Number(n)) => slot.extend_from_slice(n.to_string().as_bytes()),
+                            Some(serde_json::Value::Bool(b)) => slot.extend_from_slice(if *b { b"true" } else { b"false" }),
+                            Some(_) => reasons.push(format!("{}: nested JSON value", field.name)),
+                        }
+                    }
+                    if reasons.is_empty() {
+                        let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+                        self.validate(&raw, &mut row)
+                    } else {
+                        Err(reasons)
+                    }
+                }
+            };
+            match verdict {
+                Ok(()) => {
+                    let id = self.record_id(&row, line_no);
+                    sink.accept(&row, &id, line_no)?;
+                }
+                Err(reasons) => sink.reject(line_no, text, &reasons)?,
+            }
+        }
+        Ok(total)
+    }
+}
