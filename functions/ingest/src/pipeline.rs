@@ -217,19 +217,27 @@ impl<'a> Sink<'a> {
             Value::Date(d) => i64::from(d),
             _ => 0,
         };
-        let date = chrono::DateTime::from_timestamp(days * 86_400, 0).map(|t| t.date_naive());
-        let (bucket_key, label) = match (part.granularity, date) {
-            (Granularity::Day, Some(d)) => (days, d.format("dt=%Y-%m-%d").to_string()),
-            (Granularity::Month, Some(d)) => (i64::from(d.format("%Y%m").to_string().parse::<i32>().unwrap_or(0)), d.format("dt=%Y-%m").to_string()),
-            (_, None) => (i64::MIN, "dt=unknown".to_string()),
-        };
-        if let Some(i) = self.partition_index.get(&bucket_key) {
+        // Rows come in runs of the same day: look up by day number and
+        // format a label only when a partition is first seen.
+        if let Some(i) = self.partition_index.get(&days) {
             return *i;
         }
-        let i = self.partition_keys.len() as u32;
+        let date = chrono::DateTime::from_timestamp(days * 86_400, 0).map(|t| t.date_naive());
+        let label = match (part.granularity, date) {
+            (Granularity::Day, Some(d)) => d.format("dt=%Y-%m-%d").to_string(),
+            (Granularity::Month, Some(d)) => d.format("dt=%Y-%m").to_string(),
+            (_, None) => "dt=unknown".to_string(),
+        };
         let key = format!("{}/v{}/{label}/{}", c.name, c.major(), self.p.file_name);
-        self.partition_keys.push(key);
-        self.partition_index.insert(bucket_key, i);
+        // Days of one month share a partition: reuse its index.
+        let i = match self.partition_keys.iter().position(|k| *k == key) {
+            Some(i) => i as u32,
+            None => {
+                self.partition_keys.push(key);
+                (self.partition_keys.len() - 1) as u32
+            }
+        };
+        self.partition_index.insert(days, i);
         i
     }
 
