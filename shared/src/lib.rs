@@ -17,6 +17,7 @@ pub mod idempotent;
 pub mod lineage;
 pub mod retry;
 pub mod runner;
+pub mod sample;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;

@@ -17,12 +17,14 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub mod local;
 pub mod memory;
+pub mod notify;
 pub mod s3;
 
 pub mod conformance;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use notify::NotifyingStore;
 pub use s3::S3Store;
 
 /// User metadata attached to an object (`x-amz-meta-*` on S3). Keys are
