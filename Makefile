@@ -13,10 +13,11 @@ help: ## List the targets
 
 .PHONY: demo
 demo: ## Run the pipeline locally on generated sample data and show the results
-	@echo "make demo: the local pipeline run arrives with the stages (issue 3)."
-	@echo "Meanwhile, decode every sample event:"
-	@$(CARGO) build -q -p sluice-cli
-	@for f in events/*.json; do echo "== $$f"; ./target/debug/sluice decode "$$f" || true; done
+	bash scripts/demo.sh
+
+.PHONY: bench
+bench: ## Measure ingest throughput, peak RSS, cold start and zip sizes (prints figures)
+	bash scripts/bench.sh
 
 .PHONY: test
 test: lint unit ## Run every test: lint, unit and integration

@@ -562,13 +562,15 @@ impl Contract {
                 }
                 FieldType::Decimal { precision, scale }
             }
-            other => return Err(bad(
-                source,
-                place,
-                format!(
+            other => {
+                return Err(bad(
+                    source,
+                    place,
+                    format!(
                     "type {other:?} is not string, int, float, bool, timestamp, date or decimal"
                 ),
-            )),
+                ))
+            }
         };
         if (f.format.is_some()
             && !matches!(ty, FieldType::Timestamp { .. } | FieldType::Date { .. }))

@@ -149,6 +149,29 @@ pub fn manifest_key_in(output_prefix: &str, stage: &str, source: &SourceIdentity
     )
 }
 
+/// Where `stage` records that an input version was dead-lettered.
+pub fn dead_letter_marker_key(config: &Config, source: &SourceIdentity) -> String {
+    format!(
+        "{}_sluice/dead-letters/{}/{}.json",
+        config.output.prefix,
+        config.stage,
+        source.object_id()
+    )
+}
+
+/// What a dead-letter marker records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterMarker {
+    /// The input version that failed.
+    pub source: SourceIdentity,
+    /// The code version it failed with; a new version tries again.
+    pub code_version: String,
+    /// The error kind.
+    pub kind: ErrorKind,
+    /// The error message.
+    pub message: String,
+}
+
 /// Keys with a path segment starting with `_` (`_sluice/`, `_quarantine/`)
 /// are bookkeeping, never stage input.
 pub fn is_internal_key(key: &str) -> bool {
@@ -272,6 +295,9 @@ pub enum ObjectOutcome {
     Skipped(String),
     /// Permanent failure, now in the DLQ.
     DeadLettered(Error),
+    /// This input version already failed permanently with this code version;
+    /// its DLQ envelope exists, so nothing is sent again.
+    AlreadyDeadLettered,
     /// Failed after retries; left for the queue to redeliver.
     Failed(Error),
 }
@@ -298,6 +324,7 @@ impl InvocationReport {
                 ObjectOutcome::Stale(_) => "stale",
                 ObjectOutcome::Skipped(_) => "skipped",
                 ObjectOutcome::DeadLettered(_) => "dead_lettered",
+                ObjectOutcome::AlreadyDeadLettered => "already_dead_lettered",
                 ObjectOutcome::Failed(_) => "failed",
             };
             let n = s.get(name).and_then(Value::as_u64).unwrap_or(0);
@@ -481,6 +508,7 @@ impl<S: Stage> Runner<S> {
                                         attempts,
                                     }
                                     .emit(metrics);
+                                    self.mark_dead_lettered(obj, &err).await;
                                     ObjectOutcome::DeadLettered(err)
                                 }
                                 // Not recorded anywhere: it must be redelivered, not acknowledged.
@@ -501,6 +529,53 @@ impl<S: Stage> Runner<S> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Record a dead-lettered input version, so a redelivery of the same
+    /// event does not produce a second envelope. Best effort: without the
+    /// marker the worst case is a duplicate envelope, never a lost one.
+    async fn mark_dead_lettered(&self, obj: &ObjectRef, err: &Error) {
+        if obj.etag.is_none() || err.kind() == ErrorKind::NotFound {
+            return;
+        }
+        let source = SourceIdentity::from_event(obj, None);
+        let marker = DeadLetterMarker {
+            source: source.clone(),
+            code_version: self.rt.config.code_version.clone(),
+            kind: err.kind(),
+            message: err.to_string(),
+        };
+        let Ok(body) = serde_json::to_vec_pretty(&marker) else {
+            return;
+        };
+        let key = dead_letter_marker_key(&self.rt.config, &source);
+        let opts = crate::store::PutOptions::new(crate::store::PutMode::Overwrite);
+        if let Err(e) = self
+            .rt
+            .store
+            .put(&self.rt.config.output.bucket, &key, body.into(), opts)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the dead-letter marker");
+        }
+    }
+
+    /// Whether this input version already failed with this code version.
+    async fn already_dead_lettered(&self, source: &SourceIdentity) -> bool {
+        let key = dead_letter_marker_key(&self.rt.config, source);
+        let bucket = &self.rt.config.output.bucket;
+        // A head first: the common case (no marker) costs no body read.
+        if !matches!(self.rt.store.head(bucket, &key).await, Ok(Some(_))) {
+            return false;
+        }
+        let Ok(bytes) = self.rt.store.get_bytes(bucket, &key).await else {
+            return false;
+        };
+        serde_json::from_slice::<DeadLetterMarker>(&bytes).is_ok_and(|m| {
+            m.code_version == self.rt.config.code_version
+                && m.source.etag == source.etag
+                && m.source.version_id == source.version_id
+        })
     }
 
     async fn dead_letter(
@@ -621,6 +696,10 @@ impl<S: Stage> Runner<S> {
             Plan::Write(crate::store::PutMode::Update { .. }) => self.read_manifest(&mkey).await,
             Plan::Write(_) => None,
         };
+        if self.already_dead_lettered(&lineage.source).await {
+            tracing::info!("already dead-lettered with this code version; not sending again");
+            return Ok(ObjectOutcome::AlreadyDeadLettered);
+        }
 
         let mut ctx = ObjectContext {
             object: obj.clone(),

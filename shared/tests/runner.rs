@@ -468,3 +468,24 @@ async fn deleted_input_is_dead_lettered_with_its_name() {
     assert_eq!(envs[0].error.kind, ErrorKind::NotFound);
     assert!(envs[0].error.message.contains("s3://landing/raw/gone.txt"));
 }
+
+#[tokio::test]
+async fn redelivered_poison_file_is_dead_lettered_once_per_code_version() {
+    let h = harness();
+    let obj = h.land("raw/poison.txt", "CORRUPT again").await;
+    let event = s3_notification(std::slice::from_ref(&obj));
+    h.invoke(event.clone()).await;
+    let again = h.invoke(event.clone()).await;
+    assert!(
+        matches!(again.outcomes[0].1, ObjectOutcome::AlreadyDeadLettered),
+        "{again:?}"
+    );
+    assert_eq!(h.dlq.envelopes().len(), 1, "one envelope for one failure");
+    // A new version of the file is a new chance.
+    let fixed = h.land("raw/poison.txt", "now fine").await;
+    let ok = h.invoke(s3_notification(&[fixed])).await;
+    assert!(
+        matches!(ok.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{ok:?}"
+    );
+}

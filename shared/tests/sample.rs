@@ -468,33 +468,3 @@ fn progress_every_65536_rows_and_at_the_end() {
         }
     }
 }
-
-/// Throughput: `cargo test -p sluice --test sample -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    struct Count(u64);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len() as u64;
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    for format in [Format::Csv, Format::Jsonl] {
-        let o = opts(1_000_000, 0.01, format);
-        let start = std::time::Instant::now();
-        let stats = write_trips(Count(0), &o, &mut |_| {}).unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{format:?}: {} rows, {:.1} MB, {:.1} B/row, {:.2} s, {:.1} MB/s",
-            stats.rows,
-            stats.bytes as f64 / 1e6,
-            stats.bytes as f64 / stats.rows as f64,
-            secs,
-            stats.bytes as f64 / 1e6 / secs
-        );
-    }
-}

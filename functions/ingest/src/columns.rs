@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use sluice::contract::{FieldType, Value};
 
@@ -38,13 +41,18 @@ impl Column {
     /// An empty column for a contract type.
     pub fn new(ty: &FieldType, nullable: bool, capacity: usize) -> Self {
         let values = match ty {
-            FieldType::String => Values::Str(Vec::with_capacity(capacity), Vec::with_capacity(capacity * 4)),
+            FieldType::String => Values::Str(
+                Vec::with_capacity(capacity),
+                Vec::with_capacity(capacity * 4),
+            ),
             FieldType::Int => Values::Int(Vec::with_capacity(capacity)),
             FieldType::Float => Values::Float(Vec::with_capacity(capacity)),
             FieldType::Bool => Values::Bool(Vec::with_capacity(capacity)),
             FieldType::Timestamp { .. } => Values::Ts(Vec::with_capacity(capacity)),
             FieldType::Date { .. } => Values::Date(Vec::with_capacity(capacity)),
-            FieldType::Decimal { precision, scale } => Values::Dec(Vec::with_capacity(capacity), *precision, *scale),
+            FieldType::Decimal { precision, scale } => {
+                Values::Dec(Vec::with_capacity(capacity), *precision, *scale)
+            }
         };
         Column {
             values,
@@ -114,11 +122,26 @@ impl Column {
             None
         };
         match &mut self.values {
-            Values::Int(c) => Arc::new(Int64Array::new(ScalarBuffer::from(std::mem::take(c)), nulls)),
-            Values::Float(c) => Arc::new(Float64Array::new(ScalarBuffer::from(std::mem::take(c)), nulls)),
-            Values::Bool(c) => Arc::new(BooleanArray::new(BooleanBuffer::from(std::mem::take(c)), nulls)),
-            Values::Ts(c) => Arc::new(TimestampMicrosecondArray::new(ScalarBuffer::from(std::mem::take(c)), nulls).with_timezone("+00:00")),
-            Values::Date(c) => Arc::new(Date32Array::new(ScalarBuffer::from(std::mem::take(c)), nulls)),
+            Values::Int(c) => Arc::new(Int64Array::new(
+                ScalarBuffer::from(std::mem::take(c)),
+                nulls,
+            )),
+            Values::Float(c) => Arc::new(Float64Array::new(
+                ScalarBuffer::from(std::mem::take(c)),
+                nulls,
+            )),
+            Values::Bool(c) => Arc::new(BooleanArray::new(
+                BooleanBuffer::from(std::mem::take(c)),
+                nulls,
+            )),
+            Values::Ts(c) => Arc::new(
+                TimestampMicrosecondArray::new(ScalarBuffer::from(std::mem::take(c)), nulls)
+                    .with_timezone("+00:00"),
+            ),
+            Values::Date(c) => Arc::new(Date32Array::new(
+                ScalarBuffer::from(std::mem::take(c)),
+                nulls,
+            )),
             Values::Dec(c, p, s) => Arc::new(
                 Decimal128Array::new(ScalarBuffer::from(std::mem::take(c)), nulls)
                     .with_precision_and_scale(*p, *s)
@@ -131,7 +154,11 @@ impl Column {
                 let data = std::mem::take(data);
                 // Every value was pushed from a &str, so the bytes are valid UTF-8
                 // and the offsets monotonic; the checked constructor re-verifies.
-                match StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), data.into(), nulls) {
+                match StringArray::try_new(
+                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                    data.into(),
+                    nulls,
+                ) {
                     Ok(a) => Arc::new(a),
                     Err(_) => Arc::new(StringArray::from(Vec::<String>::new())),
                 }

@@ -31,12 +31,19 @@ impl Ingest {
     /// A stage that knows the datasets of `registry`.
     pub fn new(registry: &Registry) -> Self {
         Ingest {
-            contracts: registry.names().filter_map(|n| registry.get(n).map(|c| (n.to_string(), c.clone()))).collect(),
+            contracts: registry
+                .names()
+                .filter_map(|n| registry.get(n).map(|c| (n.to_string(), c.clone())))
+                .collect(),
         }
     }
 
     fn contract_for(&self, ctx: &ObjectContext) -> sluice::Result<Arc<Contract>> {
-        let rel = ctx.object.key.strip_prefix(&ctx.config.input.prefix).unwrap_or(&ctx.object.key);
+        let rel = ctx
+            .object
+            .key
+            .strip_prefix(&ctx.config.input.prefix)
+            .unwrap_or(&ctx.object.key);
         let dataset = rel.split('/').next().unwrap_or_default();
         self.contracts.get(dataset).cloned().ok_or_else(|| {
             let known: Vec<&str> = self.contracts.keys().map(String::as_str).collect();
@@ -55,9 +62,18 @@ struct Outputs {
 }
 
 impl Outputs {
-    async fn write(&mut self, ctx: &mut ObjectContext, bucket: &str, key: &str, bytes: bytes::Bytes, content_type: &str) -> sluice::Result<()> {
+    async fn write(
+        &mut self,
+        ctx: &mut ObjectContext,
+        bucket: &str,
+        key: &str,
+        bytes: bytes::Bytes,
+        content_type: &str,
+    ) -> sluice::Result<()> {
         if !self.open.contains_key(key) {
-            let out = ctx.begin_output(bucket, key, Some(content_type), &Metadata::new()).await?;
+            let out = ctx
+                .begin_output(bucket, key, Some(content_type), &Metadata::new())
+                .await?;
             self.open.insert(key.to_string(), out);
         }
         if let Some(Some(out)) = self.open.get_mut(key) {
@@ -91,20 +107,34 @@ impl Stage for Ingest {
     async fn process(&self, ctx: &mut ObjectContext) -> sluice::Result<Counts> {
         let uri = ctx.location();
         let contract = self.contract_for(ctx)?;
-        let (format, named_gz) = Format::of_key(&ctx.object.key)
-            .ok_or_else(|| Error::invalid_input(&uri, "unknown format (expected .csv, .jsonl, .ndjson or .json, optionally .gz)"))?;
+        let (format, named_gz) = Format::of_key(&ctx.object.key).ok_or_else(|| {
+            Error::invalid_input(
+                &uri,
+                "unknown format (expected .csv, .jsonl, .ndjson or .json, optionally .gz)",
+            )
+        })?;
         let size = ctx.input.size;
         if size == 0 {
             return Err(Error::invalid_input(&uri, "empty file"));
         }
         if size > ctx.config.max_object_bytes {
-            return Err(Error::invalid_input(&uri, format!("object of {size} bytes exceeds the limit of {} bytes", ctx.config.max_object_bytes)));
+            return Err(Error::invalid_input(
+                &uri,
+                format!(
+                    "object of {size} bytes exceeds the limit of {} bytes",
+                    ctx.config.max_object_bytes
+                ),
+            ));
         }
         let id = ctx.lineage.source.object_id();
         let pipeline = Pipeline {
             contract: contract.clone(),
             source_uri: uri.clone(),
-            record_seed: format!("{}\u{1f}{}", uri, ctx.lineage.source.etag.as_deref().unwrap_or("")),
+            record_seed: format!(
+                "{}\u{1f}{}",
+                uri,
+                ctx.lineage.source.etag.as_deref().unwrap_or("")
+            ),
             format,
             named_gz,
             object_size: size,
@@ -119,7 +149,9 @@ impl Stage for Ingest {
         let out = ctx.config.output.clone();
         let q = ctx.config.quarantine.clone();
         let quarantine_key = format!("{}{}/{id}.jsonl", q.prefix, contract.name);
-        let mut outputs = Outputs { open: BTreeMap::new() };
+        let mut outputs = Outputs {
+            open: BTreeMap::new(),
+        };
         let mut upload_err = None;
         while let Some(msg) = rx.recv().await {
             let res = match msg {
@@ -131,7 +163,17 @@ impl Stage for Ingest {
                         other => other,
                     }
                 }
-                Msg::Quarantine(bytes) => outputs.write(ctx, &q.bucket, &quarantine_key, bytes, "application/x-ndjson").await,
+                Msg::Quarantine(bytes) => {
+                    outputs
+                        .write(
+                            ctx,
+                            &q.bucket,
+                            &quarantine_key,
+                            bytes,
+                            "application/x-ndjson",
+                        )
+                        .await
+                }
             };
             if let Err(e) = res {
                 upload_err = Some(e);
@@ -139,9 +181,13 @@ impl Stage for Ingest {
             }
         }
         drop(rx);
-        let result = job
-            .await
-            .map_err(|e| Error::other(ErrorKind::Internal, format!("{uri}: ingest task failed: {e}"), None));
+        let result = job.await.map_err(|e| {
+            Error::other(
+                ErrorKind::Internal,
+                format!("{uri}: ingest task failed: {e}"),
+                None,
+            )
+        });
         let stats = match (upload_err, result) {
             (Some(e), _) | (None, Err(e)) | (None, Ok(Err(e))) => {
                 outputs.abort_all().await;

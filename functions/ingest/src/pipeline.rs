@@ -13,9 +13,10 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-use sluice::contract::{Contract, Granularity, Value};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use sluice::contract::{Contract, FieldType, Granularity, Value};
 use sluice::{Error, ErrorKind};
 use tokio::sync::mpsc::Sender;
 
@@ -25,7 +26,7 @@ use crate::columns::Column;
 const BATCH_ROWS: usize = 16 * 1024;
 /// Rows per Parquet row group (smaller groups are cut by the memory budget).
 const ROW_GROUP_ROWS: usize = 256 * 1024;
-/// Encoded-but-unflushed bytes allowed across all open partitions.
+/// Memory held by open row groups (buffers, dictionaries) across all partitions.
 const IN_PROGRESS_BUDGET: usize = 48 * 1024 * 1024;
 /// Quarantine bytes buffered before they are sent on.
 const QUARANTINE_CHUNK: usize = 1024 * 1024;
@@ -135,7 +136,10 @@ impl<R: Read> Read for Guard<R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read > self.limit {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, BombError(self.limit)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                BombError(self.limit),
+            ));
         }
         Ok(n)
     }
@@ -146,7 +150,11 @@ struct BombError(u64);
 
 impl std::fmt::Display for BombError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "decompression bomb: more than {} bytes after decompression", self.0)
+        write!(
+            f,
+            "decompression bomb: more than {} bytes after decompression",
+            self.0
+        )
     }
 }
 
@@ -177,21 +185,46 @@ struct Sink<'a> {
 impl<'a> Sink<'a> {
     fn new(p: &'a Pipeline, tx: Sender<Msg>) -> Result<Self, Error> {
         let c = &p.contract;
-        let mut fields: Vec<ArrowField> = c.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<ArrowField> = c
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(ArrowField::new("_record_id", DataType::Utf8, false));
         fields.push(ArrowField::new("_source", DataType::Utf8, false));
         fields.push(ArrowField::new("_line", DataType::Int64, false));
-        let zstd = ZstdLevel::try_new(1).map_err(|e| Error::other(ErrorKind::Internal, format!("zstd level: {e}"), None))?;
-        let props = WriterProperties::builder()
+        let zstd = ZstdLevel::try_new(1)
+            .map_err(|e| Error::other(ErrorKind::Internal, format!("zstd level: {e}"), None))?;
+        // Dictionary encoding pays off for low-cardinality columns only; for
+        // timestamps, floats, record ids and line numbers it costs CPU and
+        // memory and then falls back to plain anyway.
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(zstd))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(EnabledStatistics::Chunk);
+        for f in &c.fields {
+            if matches!(f.ty, FieldType::Timestamp { .. } | FieldType::Float) {
+                props =
+                    props.set_column_dictionary_enabled(ColumnPath::from(f.name.as_str()), false);
+            }
+        }
+        for name in ["_record_id", "_line"] {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        }
+        let props = props
+            .set_column_encoding(ColumnPath::from("_line"), Encoding::DELTA_BINARY_PACKED)
             .build();
         Ok(Sink {
             p,
             tx,
             schema: Arc::new(Schema::new(fields)),
             props,
-            columns: c.fields.iter().map(|f| Column::new(&f.ty, f.nullable, BATCH_ROWS)).collect(),
+            columns: c
+                .fields
+                .iter()
+                .map(|f| Column::new(&f.ty, f.nullable, BATCH_ROWS))
+                .collect(),
             record_ids: Column::utf8(BATCH_ROWS),
             lines: Column::int(BATCH_ROWS),
             row_partition: Vec::with_capacity(BATCH_ROWS),
@@ -204,9 +237,13 @@ impl<'a> Sink<'a> {
     }
 
     fn send(&self, msg: Msg) -> Result<(), Error> {
-        self.tx
-            .blocking_send(msg)
-            .map_err(|_| Error::other(ErrorKind::Internal, format!("{}: uploader stopped", self.p.source_uri), None))
+        self.tx.blocking_send(msg).map_err(|_| {
+            Error::other(
+                ErrorKind::Internal,
+                format!("{}: uploader stopped", self.p.source_uri),
+                None,
+            )
+        })
     }
 
     fn partition_of(&mut self, row: &[Value]) -> u32 {
@@ -264,7 +301,13 @@ impl<'a> Sink<'a> {
             "reasons": reasons,
             "raw": String::from_utf8_lossy(raw),
         });
-        serde_json::to_writer(&mut self.quarantine, &entry).map_err(|e| Error::other(ErrorKind::Internal, "quarantine encoding", Some(Box::new(e))))?;
+        serde_json::to_writer(&mut self.quarantine, &entry).map_err(|e| {
+            Error::other(
+                ErrorKind::Internal,
+                "quarantine encoding",
+                Some(Box::new(e)),
+            )
+        })?;
         self.quarantine.push(b'\n');
         if self.quarantine.len() >= QUARANTINE_CHUNK {
             let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
@@ -274,7 +317,11 @@ impl<'a> Sink<'a> {
     }
 
     fn parquet_error(&self, e: impl std::fmt::Display) -> Error {
-        Error::other(ErrorKind::Internal, format!("{}: writing Parquet: {e}", self.p.source_uri), None)
+        Error::other(
+            ErrorKind::Internal,
+            format!("{}: writing Parquet: {e}", self.p.source_uri),
+            None,
+        )
     }
 
     fn flush_batch(&mut self) -> Result<(), Error> {
@@ -284,9 +331,12 @@ impl<'a> Sink<'a> {
         }
         let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::take_array).collect();
         arrays.push(self.record_ids.take_array());
-        arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.p.source_uri.as_str(), n))));
+        arrays.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(self.p.source_uri.as_str(), n),
+        )));
         arrays.push(self.lines.take_array());
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| self.parquet_error(e))?;
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| self.parquet_error(e))?;
         let parts = std::mem::take(&mut self.row_partition);
         let first = parts[0];
         if parts.iter().all(|p| *p == first) {
@@ -304,7 +354,8 @@ impl<'a> Sink<'a> {
                     .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.parquet_error(e))?;
-                let sub = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| self.parquet_error(e))?;
+                let sub = RecordBatch::try_new(self.schema.clone(), cols)
+                    .map_err(|e| self.parquet_error(e))?;
                 self.write_to(p, &sub)?;
             }
         }
@@ -314,40 +365,59 @@ impl<'a> Sink<'a> {
 
     fn write_to(&mut self, part: u32, batch: &RecordBatch) -> Result<(), Error> {
         if !self.writers.contains_key(&part) {
-            let writer = ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone())).map_err(|e| self.parquet_error(e))?;
+            let writer =
+                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
+                    .map_err(|e| self.parquet_error(e))?;
             let key = self.partition_keys[part as usize].clone();
             self.writers.insert(part, PartitionWriter { key, writer });
         }
-        let pw = self.writers.get_mut(&part).ok_or_else(|| Error::other(ErrorKind::Internal, "partition writer vanished", None))?;
-        pw.writer.write(batch).map_err(|e| Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None))?;
+        let pw = self
+            .writers
+            .get_mut(&part)
+            .ok_or_else(|| Error::other(ErrorKind::Internal, "partition writer vanished", None))?;
+        pw.writer.write(batch).map_err(|e| {
+            Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
+        })?;
         self.drain(part, false)
     }
 
     /// Send whatever a partition's writer has produced so far.
     fn drain(&mut self, part: u32, last: bool) -> Result<(), Error> {
-        let Some(pw) = self.writers.get_mut(&part) else { return Ok(()) };
+        let Some(pw) = self.writers.get_mut(&part) else {
+            return Ok(());
+        };
         let buf = std::mem::take(pw.writer.inner_mut());
         if buf.is_empty() && !last {
             return Ok(());
         }
         self.stats.bytes_out += buf.len() as u64;
         let key = pw.key.clone();
-        self.send(Msg::Data { key, bytes: Bytes::from(buf), last })
+        self.send(Msg::Data {
+            key,
+            bytes: Bytes::from(buf),
+            last,
+        })
     }
 
     /// Keep encoded-but-unflushed row groups under the budget by flushing
     /// the largest one (a smaller row group, not more memory).
     fn enforce_budget(&mut self) -> Result<(), Error> {
         loop {
-            let total: usize = self.writers.values().map(|w| w.writer.in_progress_size()).sum();
+            let total: usize = self.writers.values().map(|w| w.writer.memory_size()).sum();
             if total <= IN_PROGRESS_BUDGET {
                 return Ok(());
             }
-            let Some((&part, _)) = self.writers.iter().max_by_key(|(_, w)| w.writer.in_progress_size()) else {
+            let Some((&part, _)) = self
+                .writers
+                .iter()
+                .max_by_key(|(_, w)| w.writer.memory_size())
+            else {
                 return Ok(());
             };
             if let Some(pw) = self.writers.get_mut(&part) {
-                pw.writer.flush().map_err(|e| Error::other(ErrorKind::Internal, format!("flushing Parquet: {e}"), None))?;
+                pw.writer.flush().map_err(|e| {
+                    Error::other(ErrorKind::Internal, format!("flushing Parquet: {e}"), None)
+                })?;
             }
             self.drain(part, false)?;
         }
@@ -357,11 +427,19 @@ impl<'a> Sink<'a> {
         self.flush_batch()?;
         let parts: Vec<u32> = self.writers.keys().copied().collect();
         for part in parts {
-            let Some(pw) = self.writers.remove(&part) else { continue };
+            let Some(pw) = self.writers.remove(&part) else {
+                continue;
+            };
             let key = pw.key;
-            let tail = pw.writer.into_inner().map_err(|e| Error::other(ErrorKind::Internal, format!("closing Parquet: {e}"), None))?;
+            let tail = pw.writer.into_inner().map_err(|e| {
+                Error::other(ErrorKind::Internal, format!("closing Parquet: {e}"), None)
+            })?;
             self.stats.bytes_out += tail.len() as u64;
-            self.send(Msg::Data { key, bytes: Bytes::from(tail), last: true })?;
+            self.send(Msg::Data {
+                key,
+                bytes: Bytes::from(tail),
+                last: true,
+            })?;
         }
         if !self.quarantine.is_empty() {
             let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
@@ -376,15 +454,24 @@ impl Pipeline {
     pub fn run<R: Read + 'static>(&self, input: R, tx: Sender<Msg>) -> Result<Stats, Error> {
         let uri = &self.source_uri;
         let mut buffered = BufReader::with_capacity(256 * 1024, input);
-        let head = buffered.fill_buf().map_err(|e| read_error(uri, "reading", &e))?;
+        let head = buffered
+            .fill_buf()
+            .map_err(|e| read_error(uri, "reading", &e))?;
         if head.is_empty() {
             return Err(input_error(uri, "empty file"));
         }
         let is_gzip = head.starts_with(&[0x1f, 0x8b]);
         if self.named_gz && !is_gzip {
-            return Err(input_error(uri, "the name says .gz but the content is not gzip"));
+            return Err(input_error(
+                uri,
+                "the name says .gz but the content is not gzip",
+            ));
         }
-        let limit = self.object_size.max(1).saturating_mul(self.max_ratio).max(64 * 1024);
+        let limit = self
+            .object_size
+            .max(1)
+            .saturating_mul(self.max_ratio)
+            .max(64 * 1024);
         let decoded: Box<dyn Read> = if is_gzip {
             Box::new(Guard {
                 inner: MultiGzDecoder::new(buffered),
@@ -481,7 +568,11 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let h = if i == 0 { h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h) } else { h };
+                let h = if i == 0 {
+                    h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h)
+                } else {
+                    h
+                };
                 std::str::from_utf8(h).map(|s| s.trim().to_string())
             })
             .collect::<Result<_, _>>()
@@ -502,7 +593,14 @@ impl Pipeline {
             .collect();
         if !missing.is_empty() {
             let shown: Vec<&str> = header.iter().take(30).map(String::as_str).collect();
-            return Err(input_error(uri, format!("missing required column(s) {} (header: {})", missing.join(", "), shown.join(","))));
+            return Err(input_error(
+                uri,
+                format!(
+                    "missing required column(s) {} (header: {})",
+                    missing.join(", "),
+                    shown.join(",")
+                ),
+            ));
         }
         let mut row = Vec::with_capacity(cols.len());
         let mut rejected_text = Vec::new();
@@ -518,9 +616,15 @@ impl Pipeline {
             }
             sink.stats.rows_in += 1;
             let verdict = if rec.len() != width {
-                Err(vec![format!("expected {width} fields, found {}", rec.len())])
+                Err(vec![format!(
+                    "expected {width} fields, found {}",
+                    rec.len()
+                )])
             } else {
-                let raw: Vec<&[u8]> = cols.iter().map(|c| c.and_then(|i| rec.get(i)).unwrap_or(b"")).collect();
+                let raw: Vec<&[u8]> = cols
+                    .iter()
+                    .map(|c| c.and_then(|i| rec.get(i)).unwrap_or(b""))
+                    .collect();
                 self.validate(&raw, &mut row)
             };
             match verdict {
@@ -531,7 +635,9 @@ impl Pipeline {
                 Err(reasons) => {
                     rejected_text.clear();
                     {
-                        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(&mut rejected_text);
+                        let mut w = csv::WriterBuilder::new()
+                            .terminator(csv::Terminator::Any(b'\n'))
+                            .from_writer(&mut rejected_text);
                         let _ = w.write_byte_record(&rec);
                         let _ = w.flush();
                     }
@@ -555,7 +661,9 @@ impl Pipeline {
         let mut owned: Vec<Vec<u8>> = vec![Vec::new(); self.contract.fields.len()];
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| read_error(uri, "reading", &e))?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| read_error(uri, "reading", &e))?;
             if n == 0 {
                 break;
             }
@@ -566,28 +674,37 @@ impl Pipeline {
                 continue;
             }
             sink.stats.rows_in += 1;
-            let verdict = match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text) {
-                Err(e) => Err(vec![format!("not a JSON object: {e}")]),
-                Ok(obj) => {
-                    let mut reasons = Vec::new();
-                    for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
-                        slot.clear();
-                        match obj.get(&field.name) {
-                            None | Some(serde_json::Value::Null) => {}
-                            Some(serde_json::Value::String(s)) => slot.extend_from_slice(s.as_bytes()),
-                            Some(serde_json::Value::Number(n)) => slot.extend_from_slice(n.to_string().as_bytes()),
-                            Some(serde_json::Value::Bool(b)) => slot.extend_from_slice(if *b { b"true" } else { b"false" }),
-                            Some(_) => reasons.push(format!("{}: nested JSON value", field.name)),
+            let verdict =
+                match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text) {
+                    Err(e) => Err(vec![format!("not a JSON object: {e}")]),
+                    Ok(obj) => {
+                        let mut reasons = Vec::new();
+                        for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
+                            slot.clear();
+                            match obj.get(&field.name) {
+                                None | Some(serde_json::Value::Null) => {}
+                                Some(serde_json::Value::String(s)) => {
+                                    slot.extend_from_slice(s.as_bytes())
+                                }
+                                Some(serde_json::Value::Number(n)) => {
+                                    slot.extend_from_slice(n.to_string().as_bytes())
+                                }
+                                Some(serde_json::Value::Bool(b)) => {
+                                    slot.extend_from_slice(if *b { b"true" } else { b"false" })
+                                }
+                                Some(_) => {
+                                    reasons.push(format!("{}: nested JSON value", field.name))
+                                }
+                            }
+                        }
+                        if reasons.is_empty() {
+                            let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+                            self.validate(&raw, &mut row)
+                        } else {
+                            Err(reasons)
                         }
                     }
-                    if reasons.is_empty() {
-                        let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-                        self.validate(&raw, &mut row)
-                    } else {
-                        Err(reasons)
-                    }
-                }
-            };
+                };
             match verdict {
                 Ok(()) => {
                     let id = self.record_id(&row, line_no);

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::record_batch::RecordBatchReader;
 use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatchReader;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sluice::config::{Config, RawConfig};
@@ -51,7 +51,11 @@ fn harness_with(registry: &Registry, extra: &[(&str, &str)]) -> H {
         dlq: Arc::new(dlq.clone()),
         metrics: Arc::new(NoMetrics),
     };
-    H { store, dlq, runner: Runner::new(rt, Ingest::new(registry)) }
+    H {
+        store,
+        dlq,
+        runner: Runner::new(rt, Ingest::new(registry)),
+    }
 }
 
 fn harness() -> H {
@@ -61,7 +65,16 @@ fn harness() -> H {
 impl H {
     async fn land(&self, key: &str, body: impl Into<Bytes>) -> ObjectRef {
         let body = body.into();
-        let r = self.store.put("landing", key, body.clone(), PutOptions::new(PutMode::Overwrite)).await.unwrap();
+        let r = self
+            .store
+            .put(
+                "landing",
+                key,
+                body.clone(),
+                PutOptions::new(PutMode::Overwrite),
+            )
+            .await
+            .unwrap();
         let mut o = ObjectRef::new("landing", key);
         o.etag = Some(r.etag);
         o.sequencer = r.sequencer;
@@ -71,25 +84,54 @@ impl H {
 
     async fn run(&self, key: &str, body: impl Into<Bytes>) -> InvocationReport {
         let o = self.land(key, body).await;
-        self.runner.handle(&s3_notification(&[o]), None).await.unwrap()
+        self.runner
+            .handle(&s3_notification(&[o]), None)
+            .await
+            .unwrap()
     }
 
     async fn keys(&self, bucket: &str) -> Vec<String> {
-        self.store.list(bucket, "").await.unwrap().into_iter().map(|m| m.key).filter(|k| !k.starts_with("_sluice/")).collect()
+        self.store
+            .list(bucket, "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .filter(|k| !k.starts_with("_sluice/"))
+            .collect()
     }
 
-    async fn parquet_rows(&self, key: &str) -> (arrow::datatypes::SchemaRef, Vec<arrow::record_batch::RecordBatch>) {
+    async fn parquet_rows(
+        &self,
+        key: &str,
+    ) -> (
+        arrow::datatypes::SchemaRef,
+        Vec<arrow::record_batch::RecordBatch>,
+    ) {
         let bytes = self.store.get_bytes("validated", key).await.unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
         let schema = reader.schema();
         (schema, reader.map(|b| b.unwrap()).collect())
     }
 
     async fn quarantine(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        for k in self.keys("validated").await.into_iter().filter(|k| k.starts_with("_quarantine/")) {
+        for k in self
+            .keys("validated")
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with("_quarantine/"))
+        {
             let text = self.store.get_bytes("validated", &k).await.unwrap();
-            out.extend(String::from_utf8(text.to_vec()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()));
+            out.extend(
+                String::from_utf8(text.to_vec())
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap()),
+            );
         }
         out
     }
@@ -111,13 +153,21 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn good_rows_become_partitioned_parquet_with_lineage_columns() {
     let h = harness();
-    let body = format!("{HEADER}\n{}\n{}\n{}\n", good(15, 1), good(15, 2), good(16, 3));
+    let body = format!(
+        "{HEADER}\n{}\n{}\n{}\n",
+        good(15, 1),
+        good(15, 2),
+        good(16, 3)
+    );
     let r = h.run("raw/trips/2024 01/yellow+trips é.csv", body).await;
     let c = counts(&r);
     assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 3, 0));
     let keys: Vec<String> = h.keys("validated").await;
     assert_eq!(keys.len(), 2, "{keys:?}");
-    assert!(keys[0].starts_with("trips/v1/dt=2024-01-15/") && keys[0].ends_with(".parquet"), "{keys:?}");
+    assert!(
+        keys[0].starts_with("trips/v1/dt=2024-01-15/") && keys[0].ends_with(".parquet"),
+        "{keys:?}"
+    );
     assert!(keys[1].starts_with("trips/v1/dt=2024-01-16/"));
     let (schema, batches) = h.parquet_rows(&keys[0]).await;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -130,9 +180,16 @@ async fn good_rows_become_partitioned_parquet_with_lineage_columns() {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 2);
     let lines = batches[0].column(21).as_primitive::<Int64Type>();
-    assert_eq!(lines.values().to_vec(), vec![2, 3], "line numbers count the header");
+    assert_eq!(
+        lines.values().to_vec(),
+        vec![2, 3],
+        "line numbers count the header"
+    );
     let src = batches[0].column(20).as_string::<i32>();
-    assert_eq!(src.value(0), "s3://landing/raw/trips/2024 01/yellow+trips é.csv");
+    assert_eq!(
+        src.value(0),
+        "s3://landing/raw/trips/2024 01/yellow+trips é.csv"
+    );
     let ids = batches[0].column(19).as_string::<i32>();
     assert_eq!(ids.value(0).len(), 32);
     assert_ne!(ids.value(0), ids.value(1));
@@ -151,15 +208,45 @@ async fn every_bad_row_kind_is_quarantined_with_line_and_reason() {
         x.join(",")
     };
     let bad_rows: Vec<(Vec<u8>, &str)> = vec![
-        (with(4, "abc").into_bytes(), "trip_distance: \"abc\" is not a number"),
-        (f[..18].join(",").into_bytes(), "expected 19 fields, found 18"),
-        (format!("{g},extra").into_bytes(), "expected 19 fields, found 20"),
-        (with(10, "-5.00").into_bytes(), "fare_amount: -500 is below the minimum 0"),
-        (with(2, "2024-01-15 09:00:00").into_bytes(), "rule dropoff_after_pickup failed"),
-        (with(1, "2024-13-45 25:61:00").into_bytes(), "tpep_pickup_datetime"),
-        (with(7, "0").into_bytes(), "PULocationID: 0 is below the minimum 1"),
-        (with(9, "9").into_bytes(), "payment_type: 9 is not an allowed value"),
-        ([with(6, "").as_bytes()].concat().into_iter().collect::<Vec<u8>>(), ""), // placeholder replaced below
+        (
+            with(4, "abc").into_bytes(),
+            "trip_distance: \"abc\" is not a number",
+        ),
+        (
+            f[..18].join(",").into_bytes(),
+            "expected 19 fields, found 18",
+        ),
+        (
+            format!("{g},extra").into_bytes(),
+            "expected 19 fields, found 20",
+        ),
+        (
+            with(10, "-5.00").into_bytes(),
+            "fare_amount: -500 is below the minimum 0",
+        ),
+        (
+            with(2, "2024-01-15 09:00:00").into_bytes(),
+            "rule dropoff_after_pickup failed",
+        ),
+        (
+            with(1, "2024-13-45 25:61:00").into_bytes(),
+            "tpep_pickup_datetime",
+        ),
+        (
+            with(7, "0").into_bytes(),
+            "PULocationID: 0 is below the minimum 1",
+        ),
+        (
+            with(9, "9").into_bytes(),
+            "payment_type: 9 is not an allowed value",
+        ),
+        (
+            [with(6, "").as_bytes()]
+                .concat()
+                .into_iter()
+                .collect::<Vec<u8>>(),
+            "",
+        ), // placeholder replaced below
         (with(4, "\"1,5\n0\"").into_bytes(), "trip_distance"),
     ];
     let mut bad_rows = bad_rows;
@@ -184,11 +271,19 @@ async fn every_bad_row_kind_is_quarantined_with_line_and_reason() {
     // (the quoted field with a newline spans lines 12-13).
     for (i, ((_, want), got)) in bad_rows.iter().zip(&q).enumerate() {
         assert_eq!(got["line"], (i + 3) as u64, "{got}");
-        let reasons: Vec<&str> = got["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        let reasons: Vec<&str> = got["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
         let reasons = reasons.join("; ");
         assert!(reasons.contains(want), "row {i}: {reasons} lacks {want:?}");
         assert_eq!(got["source"], "s3://landing/raw/trips/bad.csv");
-        assert!(got["raw"].as_str().unwrap().contains("237"), "raw text kept: {got}");
+        assert!(
+            got["raw"].as_str().unwrap().contains("237"),
+            "raw text kept: {got}"
+        );
     }
 }
 
@@ -226,10 +321,17 @@ async fn jsonl_rows_validate_like_csv_and_share_record_ids() {
             (k.to_string(), val)
         })
         .collect();
-    let body = format!("{}\n\n{{\"VendorID\": \"x\"}}\nnot json\n", serde_json::Value::Object(obj));
+    let body = format!(
+        "{}\n\n{{\"VendorID\": \"x\"}}\nnot json\n",
+        serde_json::Value::Object(obj)
+    );
     let r = h.run("raw/trips/b.jsonl", body).await;
     let c = counts(&r);
-    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 1, 2), "blank lines are not rows");
+    assert_eq!(
+        (c.rows_in, c.rows_out, c.rows_quarantined),
+        (3, 1, 2),
+        "blank lines are not rows"
+    );
     let keys = h.keys("validated").await;
     let parquet: Vec<&String> = keys.iter().filter(|k| k.ends_with(".parquet")).collect();
     assert_eq!(parquet.len(), 2);
@@ -241,7 +343,11 @@ async fn jsonl_rows_validate_like_csv_and_share_record_ids() {
         "natural-key record ids agree across formats"
     );
     let q = h.quarantine().await;
-    assert!(q.iter().any(|e| e["line"] == 4 && e["reasons"].to_string().contains("not a JSON object")), "{q:?}");
+    assert!(
+        q.iter()
+            .any(|e| e["line"] == 4 && e["reasons"].to_string().contains("not a JSON object")),
+        "{q:?}"
+    );
 }
 
 #[tokio::test]
@@ -249,37 +355,93 @@ async fn unusable_files_go_to_the_dlq_and_write_nothing() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("raw/trips/a.csv.gz", b"VendorID\n1\n".to_vec(), "not gzip"),
         ("raw/trips/empty.csv", Vec::new(), "empty file"),
-        ("raw/trips/short.csv", b"VendorID,fare_amount\n1,2\n".to_vec(), "missing required column"),
-        ("raw/trips/data.parquet", b"PAR1....".to_vec(), "unknown format"),
-        ("raw/nosuch/a.csv", format!("{HEADER}\n").into_bytes(), "no contract for dataset \"nosuch\""),
-        ("raw/trips/binary.csv", vec![0xff, 0xfe, 0x00, 0x01, b'\n', 0x02], "not UTF-8"),
-        ("raw/trips/truncated.csv.gz", gzip(format!("{HEADER}\n{}\n", good(15, 1)).repeat(50).as_bytes())[..200].to_vec(), ""),
+        (
+            "raw/trips/short.csv",
+            b"VendorID,fare_amount\n1,2\n".to_vec(),
+            "missing required column",
+        ),
+        (
+            "raw/trips/data.parquet",
+            b"PAR1....".to_vec(),
+            "unknown format",
+        ),
+        (
+            "raw/nosuch/a.csv",
+            format!("{HEADER}\n").into_bytes(),
+            "no contract for dataset \"nosuch\"",
+        ),
+        (
+            "raw/trips/binary.csv",
+            vec![0xff, 0xfe, 0x00, 0x01, b'\n', 0x02],
+            "not UTF-8",
+        ),
+        (
+            "raw/trips/truncated.csv.gz",
+            gzip(format!("{HEADER}\n{}\n", good(15, 1)).repeat(50).as_bytes())[..200].to_vec(),
+            "",
+        ),
     ];
     for (key, body, want) in cases {
         let h = harness();
         let r = h.run(key, body).await;
-        assert!(matches!(r.outcomes[0].1, ObjectOutcome::DeadLettered(_)), "{key}: {r:?}");
+        assert!(
+            matches!(r.outcomes[0].1, ObjectOutcome::DeadLettered(_)),
+            "{key}: {r:?}"
+        );
         let envs = h.dlq.envelopes();
         assert_eq!(envs.len(), 1, "{key}");
-        assert_eq!(envs[0].error.kind, ErrorKind::InvalidInput, "{key}: {:?}", envs[0].error);
-        assert!(envs[0].error.message.contains(key), "{key}: names the object: {}", envs[0].error.message);
-        assert!(envs[0].error.message.contains(want), "{key}: {} lacks {want:?}", envs[0].error.message);
-        assert!(h.keys("validated").await.is_empty(), "{key}: nothing written");
+        assert_eq!(
+            envs[0].error.kind,
+            ErrorKind::InvalidInput,
+            "{key}: {:?}",
+            envs[0].error
+        );
+        assert!(
+            envs[0].error.message.contains(key),
+            "{key}: names the object: {}",
+            envs[0].error.message
+        );
+        assert!(
+            envs[0].error.message.contains(want),
+            "{key}: {} lacks {want:?}",
+            envs[0].error.message
+        );
+        assert!(
+            h.keys("validated").await.is_empty(),
+            "{key}: nothing written"
+        );
     }
 }
 
 #[tokio::test]
 async fn size_and_decompression_limits_are_enforced() {
-    let h = harness_with(Registry::embedded().unwrap(), &[("SLUICE_MAX_DECOMPRESSION_RATIO", "2")]);
+    let h = harness_with(
+        Registry::embedded().unwrap(),
+        &[("SLUICE_MAX_DECOMPRESSION_RATIO", "2")],
+    );
     let body = format!("{HEADER}\n{}\n", good(15, 1)).repeat(2000);
     let r = h.run("raw/trips/bomb.csv.gz", gzip(body.as_bytes())).await;
     assert!(matches!(r.outcomes[0].1, ObjectOutcome::DeadLettered(_)));
-    assert!(h.dlq.envelopes()[0].error.message.contains("decompression bomb"), "{:?}", h.dlq.envelopes()[0].error);
+    assert!(
+        h.dlq.envelopes()[0]
+            .error
+            .message
+            .contains("decompression bomb"),
+        "{:?}",
+        h.dlq.envelopes()[0].error
+    );
     assert!(h.keys("validated").await.is_empty());
 
-    let h = harness_with(Registry::embedded().unwrap(), &[("SLUICE_MAX_OBJECT_BYTES", "100")]);
-    h.run("raw/trips/big.csv", format!("{HEADER}\n{}\n", good(15, 1))).await;
-    assert!(h.dlq.envelopes()[0].error.message.contains("exceeds the limit of 100 bytes"));
+    let h = harness_with(
+        Registry::embedded().unwrap(),
+        &[("SLUICE_MAX_OBJECT_BYTES", "100")],
+    );
+    h.run("raw/trips/big.csv", format!("{HEADER}\n{}\n", good(15, 1)))
+        .await;
+    assert!(h.dlq.envelopes()[0]
+        .error
+        .message
+        .contains("exceeds the limit of 100 bytes"));
 }
 
 #[tokio::test]
@@ -290,7 +452,10 @@ async fn reruns_are_no_ops_and_output_is_byte_identical() {
         let h = harness();
         h.run("raw/trips/same.csv", body.clone()).await;
         let again = h.run("raw/trips/same.csv", body.clone()).await;
-        assert!(matches!(again.outcomes[0].1, ObjectOutcome::AlreadyProcessed), "{again:?}");
+        assert!(
+            matches!(again.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+            "{again:?}"
+        );
         let mut files = Vec::new();
         for k in h.keys("validated").await {
             files.push((k.clone(), h.store.get_bytes("validated", &k).await.unwrap()));
@@ -298,7 +463,10 @@ async fn reruns_are_no_ops_and_output_is_byte_identical() {
         outputs.push(files);
     }
     assert_eq!(outputs[0].len(), 3, "two partitions and a quarantine file");
-    assert_eq!(outputs[0], outputs[1], "identical input gives byte-identical output");
+    assert_eq!(
+        outputs[0], outputs[1],
+        "identical input gives byte-identical output"
+    );
 }
 
 #[tokio::test]
@@ -325,15 +493,24 @@ min = -90.0
 max = 60.0
 "#;
     let trips = include_str!("../../../contracts/trips.toml");
-    let registry = Registry::from_sources([("trips.toml", trips), ("stations.toml", stations)]).unwrap();
+    let registry =
+        Registry::from_sources([("trips.toml", trips), ("stations.toml", stations)]).unwrap();
     let h = harness_with(&registry, &[]);
     let body = "temperature_c,observed_on,station_id\n12.5,2024-03-01,JFK01\n99,2024-03-02,JFK02\n1.0,2024-04-01,bad\n";
     let c = counts(&h.run("raw/stations/obs.csv", body).await);
     assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 1, 2));
     let keys = h.keys("validated").await;
-    assert!(keys.iter().any(|k| k.starts_with("stations/v2/dt=2024-03/")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("stations/v2/dt=2024-03/")),
+        "{keys:?}"
+    );
     let q = h.quarantine().await;
-    assert!(q.iter().any(|e| e["reasons"].to_string().contains("does not match the pattern")));
-    assert!(q.iter().any(|e| e["reasons"].to_string().contains("above the maximum")));
+    assert!(q.iter().any(|e| e["reasons"]
+        .to_string()
+        .contains("does not match the pattern")));
+    assert!(q
+        .iter()
+        .any(|e| e["reasons"].to_string().contains("above the maximum")));
     let _ = Array::len(&arrow::array::Int64Array::from(vec![1]));
 }

@@ -31,17 +31,30 @@ impl NotifyingStore {
 
     /// Take the events queued so far, oldest first.
     pub fn drain_events(&self) -> Vec<ObjectRef> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
     }
 
-    fn record(events: &Mutex<VecDeque<ObjectRef>>, bucket: &str, key: &str, size: u64, r: &PutResult) {
+    fn record(
+        events: &Mutex<VecDeque<ObjectRef>>,
+        bucket: &str,
+        key: &str,
+        size: u64,
+        r: &PutResult,
+    ) {
         let mut o = ObjectRef::new(bucket, key);
         o.etag = Some(r.etag.clone());
         o.version_id = r.version_id.clone();
         o.sequencer = r.sequencer.clone();
         o.size = Some(size);
         o.event_time = Some(Utc::now());
-        events.lock().unwrap_or_else(|p| p.into_inner()).push_back(o);
+        events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(o);
     }
 }
 
@@ -55,14 +68,25 @@ impl ObjectStore for NotifyingStore {
         self.inner.head(bucket, key).await
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Bytes, opts: PutOptions) -> Result<PutResult> {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let size = body.len() as u64;
         let r = self.inner.put(bucket, key, body, opts).await?;
         Self::record(&self.events, bucket, key, size, &r);
         Ok(r)
     }
 
-    async fn put_multipart(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
         let inner = self.inner.put_multipart(bucket, key, opts).await?;
         Ok(Box::new(NotifyingUpload {
             inner,
@@ -117,18 +141,46 @@ mod tests {
     #[tokio::test]
     async fn completed_writes_become_events_and_failed_ones_do_not() {
         let store = NotifyingStore::new(Arc::new(MemoryStore::new()));
-        store.put("bucket", "a key", Bytes::from_static(b"abc"), PutOptions::new(PutMode::Create)).await.unwrap();
-        assert!(store.put("bucket", "a key", Bytes::from_static(b"x"), PutOptions::new(PutMode::Create)).await.is_err());
-        let mut up = store.put_multipart("bucket", "b", PutOptions::new(PutMode::Create)).await.unwrap();
+        store
+            .put(
+                "bucket",
+                "a key",
+                Bytes::from_static(b"abc"),
+                PutOptions::new(PutMode::Create),
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .put(
+                "bucket",
+                "a key",
+                Bytes::from_static(b"x"),
+                PutOptions::new(PutMode::Create)
+            )
+            .await
+            .is_err());
+        let mut up = store
+            .put_multipart("bucket", "b", PutOptions::new(PutMode::Create))
+            .await
+            .unwrap();
         up.write(Bytes::from_static(b"12345")).await.unwrap();
         up.complete().await.unwrap();
-        let aborted = store.put_multipart("bucket", "c", PutOptions::new(PutMode::Create)).await.unwrap();
+        let aborted = store
+            .put_multipart("bucket", "c", PutOptions::new(PutMode::Create))
+            .await
+            .unwrap();
         aborted.abort().await.unwrap();
         let events = store.drain_events();
-        let keys: Vec<(&str, Option<u64>)> = events.iter().map(|e| (e.key.as_str(), e.size)).collect();
+        let keys: Vec<(&str, Option<u64>)> =
+            events.iter().map(|e| (e.key.as_str(), e.size)).collect();
         assert_eq!(keys, vec![("a key", Some(3)), ("b", Some(5))]);
-        assert!(events.iter().all(|e| e.etag.is_some() && e.sequencer.is_some()));
+        assert!(events
+            .iter()
+            .all(|e| e.etag.is_some() && e.sequencer.is_some()));
         assert!(store.drain_events().is_empty());
-        assert_eq!(store.get_bytes("bucket", "b").await.unwrap(), Bytes::from_static(b"12345"));
+        assert_eq!(
+            store.get_bytes("bucket", "b").await.unwrap(),
+            Bytes::from_static(b"12345")
+        );
     }
 }

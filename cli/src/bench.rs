@@ -1,0 +1,97 @@
+//! `sluice bench-ingest FILE`: run the ingest stage once on a file against a
+//! scratch directory and print throughput, CPU time, peak RSS and output size.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use sluice::runner::ObjectOutcome;
+use sluice::trigger::{s3_notification, ObjectRef};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The input file (CSV or JSONL, optionally gzip).
+    pub file: PathBuf,
+    /// Scratch directory (emptied first).
+    #[arg(long, default_value = "bench-data/scratch")]
+    pub scratch: PathBuf,
+}
+
+/// Peak resident set size (VmHWM) and CPU seconds (user+sys) of this process.
+fn usage() -> (u64, f64) {
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            let ticks: f64 =
+                after.get(11)?.parse::<f64>().ok()? + after.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0);
+    (hwm * 1024, cpu)
+}
+
+/// Run the benchmark.
+pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let name = args
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("file name")?
+        .to_string();
+    let _ = std::fs::remove_dir_all(&args.scratch);
+    let landing = args.scratch.join("landing/raw/trips");
+    std::fs::create_dir_all(&landing)?;
+    let abs = args
+        .file
+        .canonicalize()
+        .with_context(|| format!("{}", args.file.display()))?;
+    // A hard link (or copy) puts the file in the landing "bucket" without rewriting it.
+    if std::fs::hard_link(&abs, landing.join(&name)).is_err() {
+        std::fs::copy(&abs, landing.join(&name))?;
+    }
+    let size = std::fs::metadata(&abs)?.len();
+    // One worker thread: the parse runs on one blocking thread, uploads on the other.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()?;
+    let (_, cpu0) = usage();
+    let started = Instant::now();
+    let report = rt.block_on(async {
+        let pipeline = crate::local::LocalPipeline::open(&args.scratch)?;
+        let obj = ObjectRef::new("landing", format!("raw/trips/{name}"));
+        pipeline.invoke("ingest", &s3_notification(&[obj])).await
+    })?;
+    let wall = started.elapsed().as_secs_f64();
+    let (rss, cpu1) = usage();
+    let cpu = cpu1 - cpu0;
+    let counts = match &report.outcomes.first().map(|(_, o)| o) {
+        Some(ObjectOutcome::Processed { counts, .. }) => *counts,
+        other => anyhow::bail!("ingest did not process {name}: {other:?}"),
+    };
+    let mb = size as f64 / 1e6;
+    println!(
+        "{name:<28} {:>8.1} MB  {:>7.1} MB/s  {:>9.0} rows/s  cpu {:>6.1} MB/s  peak RSS {:>5.0} MB  out {:>6.1} MB  rows {} ({} quarantined)",
+        mb,
+        mb / wall,
+        counts.rows_in as f64 / wall,
+        mb / cpu.max(1e-9),
+        rss as f64 / 1e6,
+        counts.bytes_out as f64 / 1e6,
+        counts.rows_in,
+        counts.rows_quarantined
+    );
+    let _ = std::fs::remove_dir_all(&args.scratch);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,274 @@
+//! The embedded default: every stage in process against a directory. Each
+//! bucket is a folder of `DIR`; every completed write becomes an S3-style
+//! event routed to the stage whose input it falls under (as the EventBridge
+//! rules do on AWS), until the pipeline is quiet.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use sluice::config::{Config, RawConfig};
+use sluice::contract::Registry;
+use sluice::dlq::FileDeadLetter;
+use sluice::runner::{is_internal_key, InvocationReport, ObjectOutcome};
+use sluice::store::{LocalStore, NotifyingStore, ObjectStore};
+use sluice::telemetry::NoMetrics;
+use sluice::trigger::{s3_notification, ObjectRef};
+use sluice::{Runner, Runtime};
+use sluice_curate::Curate;
+use sluice_ingest::Ingest;
+use sluice_profile::Profile;
+
+/// The stages, in pipeline order.
+pub const STAGES: [&str; 3] = ["ingest", "curate", "profile"];
+
+/// Bucket names of the local layout.
+pub const LANDING: &str = "landing";
+
+/// (stage, input, output) of the local layout.
+fn layout(stage: &str) -> (&'static str, &'static str) {
+    match stage {
+        "ingest" => ("s3://landing/raw/", "s3://validated/"),
+        "curate" => ("s3://validated/", "s3://curated/"),
+        _ => ("s3://curated/", "s3://profiles/"),
+    }
+}
+
+/// The validated configuration of a stage in the local layout under `dir`.
+pub fn local_config(stage: &str, dir: &Path) -> anyhow::Result<Config> {
+    let (input, output) = layout(stage);
+    let dlq = format!(
+        "file:{}",
+        dir.join("dlq").join(format!("{stage}.jsonl")).display()
+    );
+    let alerts = format!("file:{}", dir.join("alerts").join("alerts.jsonl").display());
+    let mut vars = vec![
+        ("SLUICE_STORE", format!("local:{}", dir.display())),
+        ("SLUICE_INPUT", input.to_string()),
+        ("SLUICE_OUTPUT", output.to_string()),
+        ("SLUICE_DLQ", dlq),
+        ("SLUICE_METRICS", "off".to_string()),
+        ("SLUICE_RETRY_BASE_DELAY_MS", "20".to_string()),
+        ("SLUICE_RETRY_MAX_DELAY_MS", "200".to_string()),
+    ];
+    if stage == "profile" {
+        vars.push(("SLUICE_ALERTS", alerts));
+    }
+    Ok(Config::from_raw(stage, RawConfig::from_vars(vars)?)?)
+}
+
+/// What one stage did during a run.
+#[derive(Debug, Default, Clone)]
+pub struct StageSummary {
+    /// Objects processed.
+    pub processed: u64,
+    /// Objects found already processed.
+    pub already: u64,
+    /// Stale or skipped events.
+    pub skipped: u64,
+    /// Objects sent to the DLQ.
+    pub dead_lettered: u64,
+    /// Objects that failed and would be redelivered.
+    pub failed: u64,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written.
+    pub rows_out: u64,
+    /// Rows quarantined.
+    pub rows_quarantined: u64,
+    /// Time spent in the stage.
+    pub time: Duration,
+    /// Failure messages (DLQ and redelivery).
+    pub errors: Vec<String>,
+}
+
+impl StageSummary {
+    fn add(&mut self, report: &InvocationReport, took: Duration) {
+        self.time += took;
+        for (_, o) in &report.outcomes {
+            match o {
+                ObjectOutcome::Processed { counts, .. } => {
+                    self.processed += 1;
+                    self.rows_in += counts.rows_in;
+                    self.rows_out += counts.rows_out;
+                    self.rows_quarantined += counts.rows_quarantined;
+                }
+                ObjectOutcome::AlreadyProcessed | ObjectOutcome::AlreadyDeadLettered => {
+                    self.already += 1
+                }
+                ObjectOutcome::Stale(_) | ObjectOutcome::Skipped(_) => self.skipped += 1,
+                ObjectOutcome::DeadLettered(e) => {
+                    self.dead_lettered += 1;
+                    self.errors.push(e.to_string());
+                }
+                ObjectOutcome::Failed(e) => {
+                    self.failed += 1;
+                    self.errors.push(format!("will retry: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// The three stages wired to one directory.
+pub struct LocalPipeline {
+    dir: PathBuf,
+    store: NotifyingStore,
+    ingest: Runner<Ingest>,
+    curate: Runner<Curate>,
+    profile: Runner<Profile>,
+}
+
+impl LocalPipeline {
+    /// Open (creating) the layout under `dir`.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join(LANDING).join("raw"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?;
+        let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir)?);
+        let store = NotifyingStore::new(local);
+        let registry = Registry::embedded()?;
+        let runtime = |stage: &str| -> anyhow::Result<Runtime> {
+            let config = local_config(stage, &dir)?;
+            let dlq = FileDeadLetter::new(dir.join("dlq").join(format!("{stage}.jsonl")));
+            Ok(Runtime {
+                config: Arc::new(config),
+                store: Arc::new(store.clone()),
+                dlq: Arc::new(dlq),
+                metrics: Arc::new(NoMetrics),
+            })
+        };
+        Ok(LocalPipeline {
+            ingest: Runner::new(runtime("ingest")?, Ingest::new(registry)),
+            curate: Runner::new(runtime("curate")?, Curate::new(registry)?),
+            profile: Runner::new(runtime("profile")?, Profile::new(registry)?),
+            store,
+            dir,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Invoke one stage with an event payload (no cascade).
+    pub async fn invoke(&self, stage: &str, payload: &Value) -> anyhow::Result<InvocationReport> {
+        let report = match stage {
+            "ingest" => self.ingest.handle(payload, None).await?,
+            "curate" => self.curate.handle(payload, None).await?,
+            "profile" => self.profile.handle(payload, None).await?,
+            other => anyhow::bail!("unknown stage {other:?} (stages: {})", STAGES.join(", ")),
+        };
+        Ok(report)
+    }
+
+    /// The stage whose input an object falls under, if any.
+    fn route(&self, obj: &ObjectRef) -> Option<&'static str> {
+        if is_internal_key(&obj.key) {
+            return None;
+        }
+        let configs = [
+            ("ingest", &self.ingest.runtime().config),
+            ("curate", &self.curate.runtime().config),
+            ("profile", &self.profile.runtime().config),
+        ];
+        configs
+            .into_iter()
+            .find(|(_, c)| c.input.contains(&obj.bucket, &obj.key))
+            .map(|(s, _)| s)
+    }
+
+    /// Run the pipeline until quiet. Every stage's existing input is offered
+    /// first (so an interrupted run catches up, and a repeated run finds
+    /// everything already done); each new output then triggers the next stage.
+    pub async fn run(&self) -> anyhow::Result<BTreeMap<&'static str, StageSummary>> {
+        let mut queue: VecDeque<ObjectRef> = VecDeque::new();
+        for stage in STAGES {
+            let (input, _) = layout(stage);
+            let loc = sluice::config::Location::parse("input", input)?;
+            for meta in self.store.list(&loc.bucket, &loc.prefix).await? {
+                let mut o = ObjectRef::new(&meta.bucket, &meta.key);
+                o.etag = Some(meta.etag);
+                o.size = Some(meta.size);
+                o.event_time = meta.last_modified;
+                queue.push_back(o);
+            }
+        }
+        let mut summary: BTreeMap<&'static str, StageSummary> = STAGES
+            .iter()
+            .map(|s| (*s, StageSummary::default()))
+            .collect();
+        while let Some(obj) = queue.pop_front() {
+            let Some(stage) = self.route(&obj) else {
+                continue;
+            };
+            let started = Instant::now();
+            let report = self
+                .invoke(stage, &s3_notification(std::slice::from_ref(&obj)))
+                .await?;
+            if let Some(s) = summary.get_mut(stage) {
+                s.add(&report, started.elapsed());
+            }
+            queue.extend(self.store.drain_events());
+        }
+        Ok(summary)
+    }
+}
+
+/// Print the per-stage table and where the outputs are.
+pub fn print_summary(dir: &Path, summary: &BTreeMap<&'static str, StageSummary>, wall: Duration) {
+    println!();
+    println!(
+        "{:<8} {:>8} {:>8} {:>11} {:>11} {:>12} {:>5} {:>9}  balanced",
+        "stage", "objects", "already", "rows in", "rows out", "quarantined", "DLQ", "time"
+    );
+    for stage in STAGES {
+        let s = &summary[stage];
+        let balanced = s.rows_in == s.rows_out + s.rows_quarantined;
+        println!(
+            "{:<8} {:>8} {:>8} {:>11} {:>11} {:>12} {:>5} {:>8.2}s  {}",
+            stage,
+            s.processed,
+            s.already,
+            s.rows_in,
+            s.rows_out,
+            s.rows_quarantined,
+            s.dead_lettered,
+            s.time.as_secs_f64(),
+            if balanced { "yes" } else { "NO" }
+        );
+    }
+    let processed: u64 = summary.values().map(|s| s.processed).sum();
+    let already: u64 = summary.values().map(|s| s.already).sum();
+    println!();
+    if processed == 0 && already > 0 {
+        println!(
+            "Nothing to do: all {already} objects were already processed (idempotent re-run)."
+        );
+    }
+    for (stage, s) in summary {
+        for e in s.errors.iter().take(5) {
+            println!("{stage}: {e}");
+        }
+    }
+    println!(
+        "Finished in {:.2}s. Outputs under {}:",
+        wall.as_secs_f64(),
+        dir.display()
+    );
+    println!("  validated Parquet   {}", dir.join("validated").display());
+    println!("  curated Parquet     {}", dir.join("curated").display());
+    println!("  profiles (JSON)     {}", dir.join("profiles").display());
+    println!("  quarantined rows    {}/*/_quarantine/", dir.display());
+    println!("  dead letters        {}", dir.join("dlq").display());
+    println!(
+        "  alerts              {}",
+        dir.join("alerts").join("alerts.jsonl").display()
+    );
+}
