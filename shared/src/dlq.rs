@@ -3,7 +3,6 @@
 //! in tests).
 
 use std::fmt::Debug;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -166,72 +165,14 @@ impl FileDeadLetter {
 
     /// Read every envelope in a DLQ file; a missing file is an empty DLQ.
     pub fn read_all(path: &std::path::Path) -> Result<Vec<Envelope>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => {
-                return Err(Error::other(
-                    ErrorKind::Internal,
-                    format!("cannot read DLQ file {}", path.display()),
-                    Some(Box::new(e)),
-                ))
-            }
-        };
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| {
-                    Error::other(
-                        ErrorKind::Internal,
-                        format!("{} line {}: not a DLQ envelope", path.display(), i + 1),
-                        Some(Box::new(e)),
-                    )
-                })
-            })
-            .collect()
+        crate::jsonl::read_all(path, "DLQ envelope")
     }
 }
 
 #[async_trait]
 impl DeadLetterSink for FileDeadLetter {
     async fn send(&self, envelope: &Envelope) -> Result<()> {
-        let mut line = serde_json::to_vec(envelope).map_err(|e| {
-            Error::other(
-                ErrorKind::Internal,
-                "cannot encode DLQ envelope",
-                Some(Box::new(e)),
-            )
-        })?;
-        line.push(b'\n');
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.lock()?;
-            f.write_all(&line)?;
-            f.unlock()
-        })
-        .await
-        .map_err(|e| {
-            Error::other(
-                ErrorKind::Internal,
-                "DLQ write task failed",
-                Some(Box::new(e)),
-            )
-        })?
-        .map_err(|e| {
-            Error::other(
-                ErrorKind::Transient,
-                format!("cannot append to DLQ file {}", self.path.display()),
-                Some(Box::new(e)),
-            )
-        })
+        crate::jsonl::append(&self.path, envelope, "DLQ envelope").await
     }
 }
 

@@ -181,6 +181,22 @@ impl Error {
         }
     }
 
+    /// The error for a blocking task that did not finish: a panic becomes
+    /// [`Error::Panic`] (permanent), a cancellation a transient error.
+    pub fn from_join(location: &str, e: tokio::task::JoinError) -> Self {
+        if e.is_panic() {
+            return Error::Panic {
+                location: location.to_string(),
+                message: panic_message(e.into_panic().as_ref()),
+            };
+        }
+        Error::other(
+            ErrorKind::Transient,
+            format!("{location}: task cancelled"),
+            Some(Box::new(e)),
+        )
+    }
+
     /// The message of this error followed by every source, outermost first.
     pub fn chain(&self) -> Vec<String> {
         let mut out = vec![self.to_string()];
@@ -205,6 +221,15 @@ impl From<Error> for lambda_runtime::Diagnostic {
             error_message: e.chain().join(": "),
         }
     }
+}
+
+/// The text of a panic payload (`&str` or `String`), for error messages.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
 }
 
 /// What the runner does with a failed object.

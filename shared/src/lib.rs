@@ -14,6 +14,7 @@ pub mod contract;
 pub mod dlq;
 pub mod error;
 pub mod idempotent;
+pub mod jsonl;
 pub mod lineage;
 pub mod retry;
 pub mod runner;

@@ -215,6 +215,50 @@ impl ObjectContext {
         Ok(got)
     }
 
+    /// Stream the input to an anonymous temporary file, for formats that
+    /// need random access (Parquet keeps its footer at the end): the body
+    /// goes to local disk in chunks, never whole into memory. Objects over
+    /// `SLUICE_MAX_OBJECT_BYTES` are refused. Returns the file and its size;
+    /// the file disappears when dropped.
+    pub async fn spool_input(&self) -> Result<(std::fs::File, u64)> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let location = self.location();
+        let limit = self.config.max_object_bytes;
+        let too_large = || {
+            Error::invalid_input(
+                &location,
+                format!(
+                    "object is larger than the limit of {limit} bytes (SLUICE_MAX_OBJECT_BYTES)"
+                ),
+            )
+        };
+        if self.input.size > limit {
+            return Err(too_large());
+        }
+        // A full or failing temp disk is worth another try.
+        let disk = |e: std::io::Error| {
+            Error::other(
+                ErrorKind::Transient,
+                format!("{location}: cannot spool to a temporary file"),
+                Some(Box::new(e)),
+            )
+        };
+        let mut out = tokio::fs::File::from_std(tempfile::tempfile().map_err(disk)?);
+        let mut body = self.open_input().await?.body;
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_large());
+            }
+            out.write_all(&chunk).await.map_err(disk)?;
+        }
+        out.flush().await.map_err(disk)?;
+        Ok((out.into_std().await, size))
+    }
+
     /// `s3://bucket/key` of the input.
     pub fn location(&self) -> String {
         self.object.location()
@@ -717,14 +761,9 @@ impl<S: Stage> Runner<S> {
         {
             Ok(r) => r?,
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
                 return Err(Error::Panic {
                     location: obj.location(),
-                    message,
+                    message: crate::error::panic_message(panic.as_ref()),
                 });
             }
         };

@@ -27,7 +27,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice::contract::Registry;
-use sluice::error::ErrorKind;
 use sluice::idempotent::StreamedOutput;
 use sluice::store::Metadata;
 use sluice::{Counts, Error, ObjectContext, Result, Stage};
@@ -35,7 +34,6 @@ use tokio::sync::mpsc;
 
 pub mod config;
 pub mod reference;
-mod spool;
 mod transform;
 
 pub use config::{CurationPlan, DedupOn, Derived, DerivedExpr, DurationUnit, Join, JoinColumn};
@@ -85,27 +83,6 @@ fn quarantine_key(prefix: &str, dataset: &str, object_id: &str) -> String {
     format!("{prefix}{dataset}/{object_id}.jsonl")
 }
 
-/// Turn a panic or cancellation of the blocking task into an error.
-fn join_error(location: &str, e: tokio::task::JoinError) -> Error {
-    if e.is_panic() {
-        let panic = e.into_panic();
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".into());
-        return Error::Panic {
-            location: location.to_string(),
-            message,
-        };
-    }
-    Error::other(
-        ErrorKind::Transient,
-        format!("{location}: the curate task was cancelled"),
-        Some(Box::new(e)),
-    )
-}
-
 /// An output that may be skipped (already written for this input version).
 async fn write_to(out: &mut Option<StreamedOutput>, data: bytes::Bytes) -> Result<()> {
     match out {
@@ -150,7 +127,7 @@ impl Stage for Curate {
                 ),
             )
         })?;
-        let (file, bytes_in) = spool::spool_input(ctx).await?;
+        let (file, bytes_in) = ctx.spool_input().await?;
 
         let out = ctx.config.output.clone();
         let out_key = format!("{}{relative}", out.prefix);
@@ -205,7 +182,7 @@ impl Stage for Curate {
         .await;
         // If the pump failed, closing the channel stops the blocking side.
         drop(rx);
-        let ran = task.await.map_err(|e| join_error(&location, e));
+        let ran = task.await.map_err(|e| Error::from_join(&location, e));
         let stats = match (pumped, ran) {
             (Err(e), _) | (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => {
                 abort(output).await;

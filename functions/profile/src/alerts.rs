@@ -10,7 +10,6 @@
 //! profile (and the manifest) is not written and the redelivery tries again.
 
 use std::fmt::Debug;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -137,72 +136,14 @@ impl FileAlerts {
 
     /// Read every alert in a file; a missing file has none.
     pub fn read_all(path: &std::path::Path) -> Result<Vec<Alert>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => {
-                return Err(Error::other(
-                    ErrorKind::Internal,
-                    format!("cannot read alerts file {}", path.display()),
-                    Some(Box::new(e)),
-                ))
-            }
-        };
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| {
-                    Error::other(
-                        ErrorKind::Internal,
-                        format!("{} line {}: not an alert", path.display(), i + 1),
-                        Some(Box::new(e)),
-                    )
-                })
-            })
-            .collect()
+        sluice::jsonl::read_all(path, "alert")
     }
 }
 
 #[async_trait]
 impl AlertSink for FileAlerts {
     async fn send(&self, alert: &Alert) -> Result<()> {
-        let mut line = serde_json::to_vec(alert).map_err(|e| {
-            Error::other(
-                ErrorKind::Internal,
-                "cannot encode alert",
-                Some(Box::new(e)),
-            )
-        })?;
-        line.push(b'\n');
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.lock()?;
-            f.write_all(&line)?;
-            f.unlock()
-        })
-        .await
-        .map_err(|e| {
-            Error::other(
-                ErrorKind::Internal,
-                "alert write task failed",
-                Some(Box::new(e)),
-            )
-        })?
-        .map_err(|e| {
-            Error::other(
-                ErrorKind::Transient,
-                format!("cannot append to alerts file {}", self.path.display()),
-                Some(Box::new(e)),
-            )
-        })
+        sluice::jsonl::append(&self.path, alert, "alert").await
     }
 }
 

@@ -35,7 +35,6 @@ pub mod events;
 pub mod layout;
 pub mod report;
 pub mod sketch;
-mod spool;
 pub mod stats;
 
 use alerts::{Alert, AlertSink};
@@ -93,26 +92,6 @@ impl Profile {
     }
 }
 
-fn join_error(location: &str, e: tokio::task::JoinError) -> Error {
-    if e.is_panic() {
-        let panic = e.into_panic();
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".into());
-        return Error::Panic {
-            location: location.to_string(),
-            message,
-        };
-    }
-    Error::other(
-        ErrorKind::Transient,
-        format!("{location}: the profile task was cancelled"),
-        Some(Box::new(e)),
-    )
-}
-
 #[async_trait]
 impl Stage for Profile {
     fn name(&self) -> &str {
@@ -136,12 +115,12 @@ impl Stage for Profile {
                 ),
             )
         })?;
-        let (file, bytes_in) = spool::spool_input(ctx).await?;
+        let (file, bytes_in) = ctx.spool_input().await?;
         let stats = {
             let at = location.clone();
             tokio::task::spawn_blocking(move || stats::profile_file(file, &at))
                 .await
-                .map_err(|e| join_error(&location, e))??
+                .map_err(|e| Error::from_join(&location, e))??
         };
 
         let quality = &contract.quality;
