@@ -12,11 +12,11 @@ BIN=target/release/sluice
 gen() { # rows out [extra args]
   if [ ! -s "$2" ]; then "$BIN" generate trips --rows "$1" --seed 7 --bad-ratio 0.01 --out "$2" "${@:3}"; fi
 }
-echo "== generating data (cached in $DATA)"
-gen 770000 "$DATA/trips-100mb.csv"
-gen 770000 "$DATA/trips-100mb.csv.gz"
-gen 770000 "$DATA/trips-100mb.jsonl"
-if [ "${BENCH_SMALL:-0}" != 1 ]; then gen 7700000 "$DATA/trips-1gb.csv"; fi
+echo "== generating data (cached in $DATA; ~109 bytes per CSV row)"
+gen 920000 "$DATA/trips-100mb.csv"
+gen 920000 "$DATA/trips-100mb.csv.gz"
+gen 920000 "$DATA/trips-100mb.jsonl"
+if [ "${BENCH_SMALL:-0}" != 1 ]; then gen 9200000 "$DATA/trips-1gb.csv"; fi
 echo "== ingest (one core for parsing; local store)"
 for f in "$DATA"/trips-100mb.csv "$DATA"/trips-100mb.csv.gz "$DATA"/trips-100mb.jsonl "$DATA"/trips-1gb.csv; do
   [ -f "$f" ] && "$BIN" bench-ingest "$f" --scratch "$DATA/scratch"

@@ -61,10 +61,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         std::fs::copy(&abs, landing.join(&name))?;
     }
     let size = std::fs::metadata(&abs)?.len();
-    // One worker thread: the parse runs on one blocking thread, uploads on the other.
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // The runtime a stage binary gets on a one-vCPU Lambda: multi-thread
+    // with one worker; parsing runs on one blocking thread. (Capping blocking
+    // threads at one deadlocks: the local store's file I/O needs one too.)
+    // CPU time is reported next to wall time to show the per-core figure.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
-        .max_blocking_threads(1)
         .build()?;
     let (_, cpu0) = usage();
     let started = Instant::now();
