@@ -103,25 +103,24 @@ impl ReferenceTable {
     /// Index the rows by an integer key column. Keys must be present, unique
     /// and integers.
     pub fn int_index(&self, key: usize) -> Result<HashMap<i64, usize>> {
-        let mut index = HashMap::with_capacity(self.rows.len());
-        for (row, cells) in self.rows.iter().enumerate() {
-            let line = format!(" line {}", self.lines.get(row).copied().unwrap_or(0));
-            let raw = cells
-                .get(key)
-                .and_then(Option::as_deref)
-                .ok_or_else(|| bad(&self.name, &line, "the key cell is empty"))?;
-            let k: i64 = raw
-                .parse()
-                .map_err(|_| bad(&self.name, &line, format!("key {raw:?} is not an integer")))?;
-            if index.insert(k, row).is_some() {
-                return Err(bad(&self.name, &line, format!("key {k} appears twice")));
-            }
-        }
-        Ok(index)
+        self.index_by(key, |raw| {
+            raw.parse()
+                .map_err(|_| format!("key {raw:?} is not an integer"))
+        })
     }
 
     /// Index the rows by a text key column. Keys must be present and unique.
     pub fn text_index(&self, key: usize) -> Result<HashMap<String, usize>> {
+        self.index_by(key, |raw| Ok(raw.to_string()))
+    }
+
+    /// Index the rows by a key column, parsing each key with `parse`; an
+    /// empty, unparseable or repeated key is an error naming the line.
+    fn index_by<K: std::hash::Hash + Eq + std::fmt::Debug>(
+        &self,
+        key: usize,
+        parse: impl Fn(&str) -> std::result::Result<K, String>,
+    ) -> Result<HashMap<K, usize>> {
         let mut index = HashMap::with_capacity(self.rows.len());
         for (row, cells) in self.rows.iter().enumerate() {
             let line = format!(" line {}", self.lines.get(row).copied().unwrap_or(0));
@@ -129,9 +128,11 @@ impl ReferenceTable {
                 .get(key)
                 .and_then(Option::as_deref)
                 .ok_or_else(|| bad(&self.name, &line, "the key cell is empty"))?;
-            if index.insert(raw.to_string(), row).is_some() {
-                return Err(bad(&self.name, &line, format!("key {raw:?} appears twice")));
+            let k = parse(raw).map_err(|reason| bad(&self.name, &line, reason))?;
+            if index.contains_key(&k) {
+                return Err(bad(&self.name, &line, format!("key {k:?} appears twice")));
             }
+            index.insert(k, row);
         }
         Ok(index)
     }
