@@ -114,6 +114,19 @@ impl Value {
             _ => None,
         }
     }
+
+    /// Order two values: exactly when they have the same numeric variant
+    /// (no i128 → f64 conversion on the hot path), else through `as_f64`.
+    pub fn partial_cmp_num(&self, other: &Value) -> Option<std::cmp::Ordering> {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => {
+                Some(a.cmp(b))
+            }
+            (Value::Decimal(a), Value::Decimal(b)) => Some(a.cmp(b)),
+            (Value::Date(a), Value::Date(b)) => Some(a.cmp(b)),
+            _ => self.as_f64()?.partial_cmp(&other.as_f64()?),
+        }
+    }
 }
 
 /// One field of a contract.
@@ -725,8 +738,8 @@ impl Field {
                 ));
             }
         }
-        if let (Some(min), Some(x)) = (&self.min, v.as_f64()) {
-            if x < min.as_f64().unwrap_or(f64::MIN) {
+        if let Some(min) = &self.min {
+            if v.partial_cmp_num(min) == Some(std::cmp::Ordering::Less) {
                 return Err(format!(
                     "{}: {} is below the minimum {}",
                     self.name,
@@ -735,8 +748,8 @@ impl Field {
                 ));
             }
         }
-        if let (Some(max), Some(x)) = (&self.max, v.as_f64()) {
-            if x > max.as_f64().unwrap_or(f64::MAX) {
+        if let Some(max) = &self.max {
+            if v.partial_cmp_num(max) == Some(std::cmp::Ordering::Greater) {
                 return Err(format!(
                     "{}: {} is above the maximum {}",
                     self.name,
@@ -763,20 +776,25 @@ impl Field {
         if raw.is_empty() {
             return Ok(Value::Null);
         }
-        let text =
-            std::str::from_utf8(raw).map_err(|_| format!("{}: not valid UTF-8", self.name))?;
-        let fail = |what: &str| format!("{}: {text:?} is not {what}", self.name);
+        let utf8 =
+            || std::str::from_utf8(raw).map_err(|_| format!("{}: not valid UTF-8", self.name));
+        // Integers, timestamps and decimals are parsed from bytes (their
+        // parsers accept ASCII only); the UTF-8 check is paid on failure.
+        let fail = |what: &str| match std::str::from_utf8(raw) {
+            Ok(text) => format!("{}: {text:?} is not {what}", self.name),
+            Err(_) => format!("{}: not valid UTF-8", self.name),
+        };
         Ok(match &self.ty {
-            FieldType::String => Value::Str(text.to_string()),
+            FieldType::String => Value::Str(utf8()?.to_string()),
             FieldType::Int => Value::Int(parse_int(raw).ok_or_else(|| fail("an integer"))?),
             FieldType::Float => {
-                let f: f64 = text.parse().map_err(|_| fail("a number"))?;
+                let f: f64 = utf8()?.parse().map_err(|_| fail("a number"))?;
                 if !f.is_finite() {
                     return Err(fail("a finite number"));
                 }
                 Value::Float(f)
             }
-            FieldType::Bool => Value::Bool(match text {
+            FieldType::Bool => Value::Bool(match utf8()? {
                 "true" | "TRUE" | "True" | "1" | "Y" | "y" | "yes" => true,
                 "false" | "FALSE" | "False" | "0" | "N" | "n" | "no" => false,
                 _ => return Err(fail("a boolean")),
@@ -790,7 +808,7 @@ impl Field {
                 Value::Timestamp(local - i64::from(*offset_secs) * 1_000_000)
             }
             FieldType::Date { format } => {
-                let d = NaiveDate::parse_from_str(text, format)
+                let d = NaiveDate::parse_from_str(utf8()?, format)
                     .map_err(|_| fail(&format!("a date in {format}")))?;
                 Value::Date(
                     (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32,

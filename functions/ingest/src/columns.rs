@@ -96,10 +96,16 @@ impl Column {
         self.valid.push(valid);
     }
 
-    /// Append a string (for Utf8 columns).
-    pub fn push_str(&mut self, s: &str) {
+    /// Append a 128-bit id as 32 lower-case hex digits (for Utf8 columns),
+    /// without going through `fmt`.
+    pub fn push_hex128(&mut self, id: u128) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         if let Values::Str(off, data) = &mut self.values {
-            data.extend_from_slice(s.as_bytes());
+            let mut digits = [0u8; 32];
+            for (i, d) in digits.iter_mut().enumerate() {
+                *d = HEX[((id >> (124 - 4 * i)) & 0xf) as usize];
+            }
+            data.extend_from_slice(&digits);
             off.push(data.len() as i32);
             self.valid.push(true);
         }
@@ -163,6 +169,32 @@ impl Column {
                     Err(_) => Arc::new(StringArray::from(Vec::<String>::new())),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Array;
+
+    #[test]
+    fn hex_ids_match_the_formatter() {
+        let ids = [
+            0u128,
+            1,
+            0xdead_beef,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0fed_cba9_8765_4321,
+        ];
+        let mut col = Column::utf8(4);
+        for id in ids {
+            col.push_hex128(id);
+        }
+        let arr = col.take_array();
+        let arr = arr.as_any().downcast_ref::<StringArray>().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(arr.value(i), format!("{id:032x}"));
         }
     }
 }

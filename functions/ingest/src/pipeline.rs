@@ -25,9 +25,15 @@ use crate::columns::Column;
 /// Rows per Arrow batch.
 const BATCH_ROWS: usize = 16 * 1024;
 /// Rows per Parquet row group (smaller groups are cut by the memory budget).
-const ROW_GROUP_ROWS: usize = 256 * 1024;
-/// Memory held by open row groups (buffers, dictionaries) across all partitions.
-const IN_PROGRESS_BUDGET: usize = 48 * 1024 * 1024;
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Arrow bytes of validated rows waiting, across all partitions, to be
+/// encoded as a row group.
+///
+/// Rows wait as Arrow batches and are encoded one whole row group at a time,
+/// so only one partition has open column writers at any moment. Keeping a
+/// row group open per partition instead costs a zstd context per column per
+/// partition (65 MB for a month of days) and grows with the partition count.
+const PENDING_BUDGET: usize = 32 * 1024 * 1024;
 /// Quarantine bytes buffered before they are sent on.
 const QUARANTINE_CHUNK: usize = 1024 * 1024;
 
@@ -165,11 +171,23 @@ struct PartitionWriter {
     writer: ArrowWriter<Vec<u8>>,
 }
 
+/// Rows of one partition waiting to become a row group.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
 /// Accumulates validated rows and writes them out, partitioned.
 struct Sink<'a> {
     p: &'a Pipeline,
     tx: Sender<Msg>,
+    /// The output schema.
     schema: SchemaRef,
+    /// The schema of pending rows: the output schema less `_source`, which
+    /// is the same on every row and added when a row group is encoded.
+    pending_schema: SchemaRef,
     props: WriterProperties,
     columns: Vec<Column>,
     record_ids: Column,
@@ -178,6 +196,8 @@ struct Sink<'a> {
     partition_keys: Vec<String>,
     partition_index: BTreeMap<i64, u32>,
     writers: BTreeMap<u32, PartitionWriter>,
+    pending: BTreeMap<u32, Pending>,
+    pending_bytes: usize,
     quarantine: Vec<u8>,
     stats: Stats,
 }
@@ -192,8 +212,12 @@ impl<'a> Sink<'a> {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(ArrowField::new("_record_id", DataType::Utf8, false));
-        fields.push(ArrowField::new("_source", DataType::Utf8, false));
         fields.push(ArrowField::new("_line", DataType::Int64, false));
+        let pending_schema = Arc::new(Schema::new(fields.clone()));
+        fields.insert(
+            fields.len() - 1,
+            ArrowField::new("_source", DataType::Utf8, false),
+        );
         let zstd = ZstdLevel::try_new(1)
             .map_err(|e| Error::other(ErrorKind::Internal, format!("zstd level: {e}"), None))?;
         // Dictionary encoding pays off for low-cardinality columns only; for
@@ -203,8 +227,11 @@ impl<'a> Sink<'a> {
             .set_compression(Compression::ZSTD(zstd))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Chunk);
+        // Interning every value costs more CPU than the whole CSV parse, so
+        // only strings and enumerated columns (an `allowed` list) get a
+        // dictionary; zstd compresses the other plain columns well.
         for f in &c.fields {
-            if matches!(f.ty, FieldType::Timestamp { .. } | FieldType::Float) {
+            if f.ty != FieldType::String && f.allowed.is_none() {
                 props =
                     props.set_column_dictionary_enabled(ColumnPath::from(f.name.as_str()), false);
             }
@@ -219,6 +246,7 @@ impl<'a> Sink<'a> {
             p,
             tx,
             schema: Arc::new(Schema::new(fields)),
+            pending_schema,
             props,
             columns: c
                 .fields
@@ -231,6 +259,8 @@ impl<'a> Sink<'a> {
             partition_keys: Vec::new(),
             partition_index: BTreeMap::new(),
             writers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
             quarantine: Vec::new(),
             stats: Stats::default(),
         })
@@ -278,12 +308,12 @@ impl<'a> Sink<'a> {
         i
     }
 
-    fn accept(&mut self, row: &[Value], record_id: &str, line: u64) -> Result<(), Error> {
+    fn accept(&mut self, row: &[Value], record_id: u128, line: u64) -> Result<(), Error> {
         let part = self.partition_of(row);
         for (col, v) in self.columns.iter_mut().zip(row) {
             col.push(v);
         }
-        self.record_ids.push_str(record_id);
+        self.record_ids.push_hex128(record_id);
         self.lines.push_int(line as i64);
         self.row_partition.push(part);
         self.stats.rows_out += 1;
@@ -324,6 +354,8 @@ impl<'a> Sink<'a> {
         )
     }
 
+    /// Turn the buffered rows into an Arrow batch and queue each
+    /// partition's rows; encode whatever is due.
     fn flush_batch(&mut self) -> Result<(), Error> {
         let n = self.row_partition.len();
         if n == 0 {
@@ -331,16 +363,13 @@ impl<'a> Sink<'a> {
         }
         let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::take_array).collect();
         arrays.push(self.record_ids.take_array());
-        arrays.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(self.p.source_uri.as_str(), n),
-        )));
         arrays.push(self.lines.take_array());
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| self.parquet_error(e))?;
+        let batch = RecordBatch::try_new(self.pending_schema.clone(), arrays)
+            .map_err(|e| self.parquet_error(e))?;
         let parts = std::mem::take(&mut self.row_partition);
         let first = parts[0];
         if parts.iter().all(|p| *p == first) {
-            self.write_to(first, &batch)?;
+            self.queue(first, batch)?;
         } else {
             let mut by_part: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
             for (row, p) in parts.iter().enumerate() {
@@ -354,16 +383,60 @@ impl<'a> Sink<'a> {
                     .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| self.parquet_error(e))?;
-                let sub = RecordBatch::try_new(self.schema.clone(), cols)
+                let sub = RecordBatch::try_new(self.pending_schema.clone(), cols)
                     .map_err(|e| self.parquet_error(e))?;
-                self.write_to(p, &sub)?;
+                self.queue(p, sub)?;
             }
         }
         self.row_partition = Vec::with_capacity(BATCH_ROWS);
-        self.enforce_budget()
+        // Over budget: encode the partition holding the most bytes (a
+        // smaller row group, not more memory).
+        while self.pending_bytes > PENDING_BUDGET {
+            let Some((&part, _)) = self.pending.iter().max_by_key(|(_, p)| p.bytes) else {
+                break;
+            };
+            self.encode(part)?;
+        }
+        Ok(())
     }
 
-    fn write_to(&mut self, part: u32, batch: &RecordBatch) -> Result<(), Error> {
+    /// Queue a partition's rows; a full row group is encoded at once.
+    fn queue(&mut self, part: u32, batch: RecordBatch) -> Result<(), Error> {
+        let bytes = batch.get_array_memory_size();
+        let p = self.pending.entry(part).or_default();
+        p.rows += batch.num_rows();
+        p.bytes += bytes;
+        p.batches.push(batch);
+        self.pending_bytes += bytes;
+        if p.rows >= ROW_GROUP_ROWS {
+            self.encode(part)?;
+        }
+        Ok(())
+    }
+
+    /// Encode a partition's pending rows as one row group and send the bytes.
+    fn encode(&mut self, part: u32) -> Result<(), Error> {
+        let Some(pending) = self.pending.remove(&part) else {
+            return Ok(());
+        };
+        self.pending_bytes -= pending.bytes;
+        if pending.rows == 0 {
+            return Ok(());
+        }
+        let rows = arrow::compute::concat_batches(&self.pending_schema, &pending.batches)
+            .map_err(|e| self.parquet_error(e))?;
+        drop(pending);
+        let mut arrays = rows.columns().to_vec();
+        arrays.insert(
+            arrays.len() - 1,
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                self.p.source_uri.as_str(),
+                rows.num_rows(),
+            ))),
+        );
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| self.parquet_error(e))?;
+        drop(rows);
         if !self.writers.contains_key(&part) {
             let writer =
                 ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
@@ -375,9 +448,14 @@ impl<'a> Sink<'a> {
             .writers
             .get_mut(&part)
             .ok_or_else(|| Error::other(ErrorKind::Internal, "partition writer vanished", None))?;
-        pw.writer.write(batch).map_err(|e| {
-            Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
-        })?;
+        // Write and close the row group at once: its column writers (and
+        // their zstd contexts) live only for this call.
+        pw.writer
+            .write(&batch)
+            .and_then(|()| pw.writer.flush())
+            .map_err(|e| {
+                Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
+            })?;
         self.drain(part, false)
     }
 
@@ -399,32 +477,12 @@ impl<'a> Sink<'a> {
         })
     }
 
-    /// Keep encoded-but-unflushed row groups under the budget by flushing
-    /// the largest one (a smaller row group, not more memory).
-    fn enforce_budget(&mut self) -> Result<(), Error> {
-        loop {
-            let total: usize = self.writers.values().map(|w| w.writer.memory_size()).sum();
-            if total <= IN_PROGRESS_BUDGET {
-                return Ok(());
-            }
-            let Some((&part, _)) = self
-                .writers
-                .iter()
-                .max_by_key(|(_, w)| w.writer.memory_size())
-            else {
-                return Ok(());
-            };
-            if let Some(pw) = self.writers.get_mut(&part) {
-                pw.writer.flush().map_err(|e| {
-                    Error::other(ErrorKind::Internal, format!("flushing Parquet: {e}"), None)
-                })?;
-            }
-            self.drain(part, false)?;
-        }
-    }
-
     fn finish(mut self) -> Result<Stats, Error> {
         self.flush_batch()?;
+        let pending: Vec<u32> = self.pending.keys().copied().collect();
+        for part in pending {
+            self.encode(part)?;
+        }
         let parts: Vec<u32> = self.writers.keys().copied().collect();
         for part in parts {
             let Some(pw) = self.writers.remove(&part) else {
@@ -493,7 +551,7 @@ impl Pipeline {
 
     /// The record id: a hash of the parsed natural-key values (so `2` and
     /// `2.0`, CSV and JSON, agree), else of the source identity and line.
-    fn record_id(&self, row: &[Value], line: u64) -> String {
+    fn record_id(&self, row: &[Value], line: u64) -> u128 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         let key = &self.contract.natural_key;
         if key.is_empty() {
@@ -516,15 +574,19 @@ impl Pipeline {
                 h.update(&[0x1f]);
             }
         }
-        format!("{:032x}", h.digest128())
+        h.digest128()
     }
 
     /// Validate one row's raw fields; `Err(reasons)` if it is bad.
-    fn validate(&self, raw: &[&[u8]], row: &mut Vec<Value>) -> Result<(), Vec<String>> {
+    fn validate<'r>(
+        &self,
+        raw: impl Fn(usize) -> &'r [u8],
+        row: &mut Vec<Value>,
+    ) -> Result<(), Vec<String>> {
         row.clear();
         let mut reasons = Vec::new();
-        for (field, bytes) in self.contract.fields.iter().zip(raw) {
-            match field.parse_checked(bytes) {
+        for (i, field) in self.contract.fields.iter().enumerate() {
+            match field.parse_checked(raw(i)) {
                 Ok(v) => row.push(v),
                 Err(reason) => {
                     reasons.push(reason);
@@ -621,16 +683,15 @@ impl Pipeline {
                     rec.len()
                 )])
             } else {
-                let raw: Vec<&[u8]> = cols
-                    .iter()
-                    .map(|c| c.and_then(|i| rec.get(i)).unwrap_or(b""))
-                    .collect();
-                self.validate(&raw, &mut row)
+                self.validate(
+                    |f| cols[f].and_then(|i| rec.get(i)).unwrap_or(b""),
+                    &mut row,
+                )
             };
             match verdict {
                 Ok(()) => {
                     let id = self.record_id(&row, line);
-                    sink.accept(&row, &id, line)?;
+                    sink.accept(&row, id, line)?;
                 }
                 Err(reasons) => {
                     rejected_text.clear();
@@ -698,8 +759,7 @@ impl Pipeline {
                             }
                         }
                         if reasons.is_empty() {
-                            let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-                            self.validate(&raw, &mut row)
+                            self.validate(|f| owned[f].as_slice(), &mut row)
                         } else {
                             Err(reasons)
                         }
@@ -708,7 +768,7 @@ impl Pipeline {
             match verdict {
                 Ok(()) => {
                     let id = self.record_id(&row, line_no);
-                    sink.accept(&row, &id, line_no)?;
+                    sink.accept(&row, id, line_no)?;
                 }
                 Err(reasons) => sink.reject(line_no, text, &reasons)?,
             }
