@@ -258,9 +258,10 @@ pub enum Freshness {
 /// Decide how `incoming` relates to `existing` (the source of a stored output).
 ///
 /// Same ETag and version means the same input. Otherwise sequencers decide.
-/// Without sequencers on both sides (manual replays, hand-made events) the
-/// incoming event wins: the runner has already checked it describes the
-/// object as it is now.
+/// Without sequencers on both sides (manual replays, hand-made events), or
+/// with equal ones for different versions (S3 never does that, LocalStack
+/// stamps one constant sequencer on every event), the incoming event wins:
+/// the runner has already checked it describes the object as it is now.
 pub fn freshness(existing: &SourceIdentity, incoming: &SourceIdentity) -> Freshness {
     let same_etag = existing.etag.is_some() && existing.etag == incoming.etag;
     let same_version = match (&existing.version_id, &incoming.version_id) {
@@ -274,7 +275,7 @@ pub fn freshness(existing: &SourceIdentity, incoming: &SourceIdentity) -> Freshn
         (Some(a), Some(b)) => match compare_sequencers(b, a) {
             Ordering::Greater => Freshness::Newer,
             Ordering::Less => Freshness::Older,
-            Ordering::Equal => Freshness::Same,
+            Ordering::Equal => Freshness::Newer,
         },
         _ => Freshness::Newer,
     }
@@ -314,6 +315,8 @@ mod tests {
             (src("e2", Some("02")), src("e1", Some("01")), Older),
             (src("e1", None), src("e2", None), Newer),
             (src("e1", None), src("e1", None), Same),
+            // LocalStack's constant sequencer: the (current) incoming wins.
+            (src("e1", Some("01")), src("e2", Some("01")), Newer),
         ];
         for (existing, incoming, want) in cases {
             assert_eq!(

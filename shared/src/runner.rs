@@ -689,20 +689,22 @@ impl<S: Stage> Runner<S> {
                 message: "the object in the event no longer exists".into(),
                 source: None,
             })?;
-        if let Some(etag) = &obj.etag {
-            if *etag != input.etag {
-                let reason = format!(
-                    "{} has changed since this event (event etag {etag}, now {})",
-                    obj.location(),
-                    input.etag
-                );
-                StaleEventIgnored {
-                    stage,
-                    reason: &reason,
-                }
-                .emit(metrics);
-                return Ok(ObjectOutcome::Stale(reason));
+        let changed = match (&obj.version_id, &input.version_id) {
+            (Some(event), Some(now)) if event != now => Some(format!("version {event}, now {now}")),
+            _ => obj
+                .etag
+                .as_ref()
+                .filter(|etag| **etag != input.etag)
+                .map(|etag| format!("etag {etag}, now {}", input.etag)),
+        };
+        if let Some(change) = changed {
+            let reason = format!("{} has changed since this event ({change})", obj.location());
+            StaleEventIgnored {
+                stage,
+                reason: &reason,
             }
+            .emit(metrics);
+            return Ok(ObjectOutcome::Stale(reason));
         }
         let source = SourceIdentity::from_event(obj, Some(&input));
         let lineage = Lineage::for_input(
@@ -865,6 +867,31 @@ impl<S: Stage> Runner<S> {
     }
 }
 
+/// Tell Lambda why initialisation failed (`POST /runtime/init/error`), so
+/// the invoke error and the console name the reason, not just "Runtime exited".
+async fn report_init_error(e: &Error) {
+    let diagnostic = lambda_runtime::Diagnostic {
+        error_type: "Sluice.InitError".into(),
+        error_message: e.to_string(),
+    };
+    let sent = async {
+        let client = lambda_runtime_api_client::Client::builder().build()?;
+        let req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri("/2018-06-01/runtime/init/error")
+            .header("lambda-runtime-function-error-type", "Sluice.InitError")
+            .header("content-type", "application/json")
+            .body(lambda_runtime_api_client::body::Body::from(
+                serde_json::to_vec(&diagnostic)?,
+            ))?;
+        client.call(req).await?;
+        Ok::<_, lambda_runtime::Error>(())
+    };
+    if let Err(err) = sent.await {
+        tracing::warn!(error = %err, "could not report the init error to the Runtime API");
+    }
+}
+
 /// Convert the Lambda context deadline (epoch ms) into an `Instant`.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
     let now_ms = Utc::now().timestamp_millis().max(0) as u64;
@@ -876,14 +903,19 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
 /// built once, then the runtime loop. This is all a stage's `main` calls.
 pub async fn run_lambda<S: Stage>(stage: S) -> std::result::Result<(), lambda_runtime::Error> {
     crate::telemetry::init_logging(crate::telemetry::LogFormat::Json, "info");
-    let config = match Config::from_env(stage.name()) {
-        Ok(c) => c,
+    let started = async {
+        let config = Config::from_env(stage.name())?;
+        Runtime::from_config(config).await
+    };
+    let runtime = match started.await {
+        Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "refusing to start");
+            report_init_error(&e).await;
             return Err(e.into());
         }
     };
-    let runner = Arc::new(Runner::new(Runtime::from_config(config).await?, stage));
+    let runner = Arc::new(Runner::new(runtime, stage));
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let runner = runner.clone();

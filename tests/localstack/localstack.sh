@@ -172,9 +172,11 @@ up_host() {
     TMPDIR="$STATE/tmp" \
     LAMBDA_RUNTIME_EXECUTOR=process \
     LAMBDA_RETRY_BASE_DELAY=1 \
-    `# URLs it hands out (queue URLs, S3 Location) point at 127.0.0.1:$PORT` \
+    `# URLs it hands out (queue URLs, S3 Location) point at 127.0.0.1:$PORT;` \
+    `# queue URLs are http://127.0.0.1:$PORT/<account>/<name> (strategy "off"):` \
+    `# the Terraform AWS provider rejects the /queue/<region>/... form of "path"` \
     LOCALSTACK_HOST="127.0.0.1:$PORT" \
-    SQS_ENDPOINT_STRATEGY=path \
+    SQS_ENDPOINT_STRATEGY=off \
     setsid "$VENV/bin/python" -m localstack.runtime.main </dev/null >"$LOGFILE" 2>&1 &
   pid=$!
   echo "$pid" >"$PIDFILE"

@@ -1,0 +1,10 @@
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.100"
+    }
+  }
+  # State stays in this folder (git-ignored): LocalStack is throwaway.
+}
