@@ -87,3 +87,40 @@ tf-check: ## Terraform fmt check, validate of every env, ghost IAM check on a pl
 	$(INFRA) validate
 	$(INFRA) check-unit
 	$(INFRA) plan-ghost-check
+
+# --- build once, deploy anywhere -------------------------------------------------
+ENV ?= local
+BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+STAGE ?= curate
+CODE_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DIST := $(CURDIR)/dist/lambda
+
+.PHONY: build
+build: ## Build the Lambda zips once with cargo lambda (installed into .venv/tools): dist/lambda/<stage>/bootstrap.zip
+	bash scripts/build.sh
+
+.PHONY: build-host
+build-host: ## The same zips from a host release build (what host-mode LocalStack runs)
+	bash scripts/build.sh --host
+
+.PHONY: deploy
+deploy: ## Apply infra/envs/$(ENV) (local|dev|prod) with the zips in dist/lambda; dev/prod need AWS credentials and backend.hcl
+ifeq ($(ENV),local)
+	$(INFRA) deploy local -var 'zip_dir=$(DIST)' -var 'code_version=$(CODE_VERSION)' $(ghost_var) $(TF_ARGS)
+else
+	terraform -chdir=infra/envs/$(ENV) init -input=false -backend-config=backend.hcl
+	terraform -chdir=infra/envs/$(ENV) apply -input=false -var 'zip_dir=$(DIST)' -var 'code_version=$(CODE_VERSION)' $(TF_ARGS)
+endif
+
+.PHONY: ghost
+ghost: ## Deploy STAGE (comma-separated) of this build as a ghost of prod, in Terraform workspace BRANCH (AWS)
+	terraform -chdir=infra/envs/ghost init -input=false -backend-config=backend.hcl
+	terraform -chdir=infra/envs/ghost workspace select -or-create $(BRANCH)
+	terraform -chdir=infra/envs/ghost apply -input=false -var 'zip_dir=$(DIST)' -var 'code_version=$(CODE_VERSION)' \
+	  -var 'stages=[$(subst $(space),$(comma),$(patsubst %,"%",$(subst $(comma), ,$(STAGE))))]' $(TF_ARGS)
+
+.PHONY: ghost-destroy
+ghost-destroy: ## Destroy the ghost environment of BRANCH
+	terraform -chdir=infra/envs/ghost init -input=false -backend-config=backend.hcl
+	terraform -chdir=infra/envs/ghost workspace select $(BRANCH)
+	terraform -chdir=infra/envs/ghost destroy -input=false -var 'zip_dir=$(DIST)' $(TF_ARGS)
