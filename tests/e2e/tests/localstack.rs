@@ -89,6 +89,52 @@ async fn invoke(
     Ok(serde_json::from_slice(&payload)?)
 }
 
+/// Deliver an ingest event `times` more through its queue and once straight
+/// to its `live` alias; wait for the queue to drain. The direct answer.
+async fn deliver_again(ctx: &Ctx, o: &ObjectRef, times: usize) -> Result<serde_json::Value> {
+    for _ in 0..times {
+        redeliver(ctx, "ingest", o).await?;
+    }
+    let ingest = ctx.dep.stage("ingest");
+    let summary = invoke(ctx, &ingest.function_name, "live", o).await?;
+    ctx.wait_queue_drained(&ingest.queue_url).await?;
+    Ok(summary)
+}
+
+/// Replace a function's environment ($LATEST) and wait for the update.
+async fn set_env(
+    ctx: &Ctx,
+    name: &str,
+    vars: std::collections::HashMap<String, String>,
+) -> Result<()> {
+    ctx.lambda
+        .update_function_configuration()
+        .function_name(name)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(vars))
+                .build(),
+        )
+        .send()
+        .await?;
+    wait_updated(&ctx.lambda, name).await
+}
+
+/// A function's environment ($LATEST).
+async fn get_env(ctx: &Ctx, name: &str) -> Result<std::collections::HashMap<String, String>> {
+    let conf = ctx
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await?;
+    Ok(conf
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default())
+}
+
 /// Etags of a set of objects.
 async fn etags(ctx: &Ctx, objs: &[(String, String)]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
@@ -291,19 +337,12 @@ async fn duplicate_delivery_changes_nothing() {
 
     // The same event, delivered twice more through the queue, and once
     // straight to the function (whose answer says what it did).
-    redeliver(&ctx, "ingest", &event).await.unwrap();
-    redeliver(&ctx, "ingest", &event).await.unwrap();
-    let summary = invoke(&ctx, &ctx.dep.stage("ingest").function_name, "live", &event)
-        .await
-        .unwrap();
+    let summary = deliver_again(&ctx, &event, 2).await.unwrap();
     assert_eq!(
         summary,
         serde_json::json!({"already_processed": 1}),
         "direct redelivery"
     );
-    ctx.wait_queue_drained(&ctx.dep.stage("ingest").queue_url)
-        .await
-        .unwrap();
     ctx.wait_queue_drained(&ctx.dep.stage("curate").queue_url)
         .await
         .unwrap();
@@ -440,23 +479,12 @@ async fn a_newer_version_replaces_the_output_and_a_late_older_event_does_not() {
     let before = etags(&ctx, &watched).await.unwrap();
 
     // The first version's event arrives late: through the queue and directly.
-    redeliver(&ctx, "ingest", &old_event).await.unwrap();
-    let summary = invoke(
-        &ctx,
-        &ctx.dep.stage("ingest").function_name,
-        "live",
-        &old_event,
-    )
-    .await
-    .unwrap();
+    let summary = deliver_again(&ctx, &old_event, 1).await.unwrap();
     assert_eq!(
         summary,
         serde_json::json!({"stale": 1}),
         "late event: {summary}"
     );
-    ctx.wait_queue_drained(&ctx.dep.stage("ingest").queue_url)
-        .await
-        .unwrap();
     let m3 = ctx
         .wait_manifest("ingest", &landing, &key, |_| true)
         .await
@@ -543,41 +571,13 @@ async fn a_ghost_pointed_at_a_prod_bucket_refuses_to_start() {
     let ctx = connect().await;
     let ghost = ctx.stage_like("ghost:curate").unwrap().clone();
     let name = ghost.function_name.clone();
-    let conf = ctx
-        .lambda
-        .get_function_configuration()
-        .function_name(&name)
-        .send()
-        .await
-        .unwrap();
-    let original = conf
-        .environment()
-        .and_then(|e| e.variables())
-        .cloned()
-        .unwrap_or_default();
+    let original = get_env(&ctx, &name).await.unwrap();
     let mut bad = original.clone();
     bad.insert(
         "SLUICE_OUTPUT".into(),
         format!("s3://{}/", ctx.dep.buckets.curated),
     );
-    let set_env = |vars: std::collections::HashMap<String, String>| {
-        let lambda = ctx.lambda.clone();
-        let name = name.clone();
-        async move {
-            lambda
-                .update_function_configuration()
-                .function_name(&name)
-                .environment(
-                    aws_sdk_lambda::types::Environment::builder()
-                        .set_variables(Some(vars))
-                        .build(),
-                )
-                .send()
-                .await?;
-            wait_updated(&lambda, &name).await
-        }
-    };
-    set_env(bad).await.unwrap();
+    set_env(&ctx, &name, bad).await.unwrap();
     let mut o = ObjectRef::new(
         &ctx.dep.buckets.validated,
         "trips/v1/dt=2024-01-01/x.parquet",
@@ -603,7 +603,7 @@ async fn a_ghost_pointed_at_a_prod_bucket_refuses_to_start() {
         anyhow::Ok((out.function_error, payload, logs))
     }
     .await;
-    set_env(original).await.unwrap();
+    set_env(&ctx, &name, original).await.unwrap();
     let (err, payload, logs) = result.unwrap();
     eprintln!("e2e: ghost with a prod output: error {err:?}, payload {payload}");
     assert!(
@@ -677,31 +677,10 @@ async fn a_throttled_output_bucket_is_retried_and_the_object_processed_once() {
     // the stage's retry with backoff has to take over.
     let proxy = FlakyS3::start(&ctx.dep.endpoint, &vb, 4).await.unwrap();
     let name = ingest.function_name.clone();
-    let conf = ctx
-        .lambda
-        .get_function_configuration()
-        .function_name(&name)
-        .send()
-        .await
-        .unwrap();
-    let mut vars = conf
-        .environment()
-        .and_then(|e| e.variables())
-        .cloned()
-        .unwrap_or_default();
+    let original = get_env(&ctx, &name).await.unwrap();
+    let mut vars = original.clone();
     vars.insert("AWS_ENDPOINT_URL_S3".into(), proxy.url.clone());
-    ctx.lambda
-        .update_function_configuration()
-        .function_name(&name)
-        .environment(
-            aws_sdk_lambda::types::Environment::builder()
-                .set_variables(Some(vars))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    wait_updated(&ctx.lambda, &name).await.unwrap();
+    set_env(&ctx, &name, vars).await.unwrap();
     // Blue/green: publish the proxied build and move `live` to it; move it
     // back afterwards (the rollback path).
     let published = ctx
@@ -754,6 +733,7 @@ async fn a_throttled_output_bucket_is_retried_and_the_object_processed_once() {
         .send()
         .await
         .unwrap();
+    set_env(&ctx, &name, original).await.unwrap();
     let (m, stats, meta) = result.unwrap();
     eprintln!(
         "e2e: injected {} SlowDown answers, then forwarded {} PUTs into {vb}",
