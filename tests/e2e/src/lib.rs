@@ -461,8 +461,11 @@ async fn forward(
     for (k, v) in &parts.headers {
         out = out.header(k, v);
     }
-    let out = out.body(Full::new(body)).expect("valid request");
-    match client.request(out).await {
+    let sent = match out.body(Full::new(body)) {
+        Ok(req) => client.request(req).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match sent {
         Ok(resp) => {
             let (p, b) = resp.into_parts();
             let b = b.collect().await?.to_bytes();
