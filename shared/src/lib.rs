@@ -11,6 +11,7 @@
 pub mod aws;
 pub mod config;
 pub mod contract;
+pub mod deployment;
 pub mod dlq;
 pub mod error;
 pub mod idempotent;

@@ -151,10 +151,17 @@ pub fn manifest_key_in(output_prefix: &str, stage: &str, source: &SourceIdentity
 
 /// Where `stage` records that an input version was dead-lettered.
 pub fn dead_letter_marker_key(config: &Config, source: &SourceIdentity) -> String {
+    dead_letter_marker_key_in(&config.output.prefix, &config.stage, source)
+}
+
+/// Where `stage`, writing under `output_prefix`, marks a dead-lettered input.
+pub fn dead_letter_marker_key_in(
+    output_prefix: &str,
+    stage: &str,
+    source: &SourceIdentity,
+) -> String {
     format!(
-        "{}_sluice/dead-letters/{}/{}.json",
-        config.output.prefix,
-        config.stage,
+        "{output_prefix}_sluice/dead-letters/{stage}/{}.json",
         source.object_id()
     )
 }
@@ -414,6 +421,25 @@ impl<S: Stage> Runner<S> {
         payload: &Value,
         deadline: Option<Instant>,
     ) -> Result<InvocationReport> {
+        self.handle_with(payload, deadline, false).await
+    }
+
+    /// Handle a payload as an explicit redrive (`sluice replay`): input
+    /// versions already dead-lettered with this code version are tried again.
+    pub async fn handle_redrive(
+        &self,
+        payload: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<InvocationReport> {
+        self.handle_with(payload, deadline, true).await
+    }
+
+    async fn handle_with(
+        &self,
+        payload: &Value,
+        deadline: Option<Instant>,
+        redrive: bool,
+    ) -> Result<InvocationReport> {
         let stage = self.stage.name().to_string();
         let decoded = match trigger::decode(payload) {
             Ok(d) => d,
@@ -472,6 +498,7 @@ impl<S: Stage> Runner<S> {
                                 delivery.receive_count,
                                 delivery.first_seen,
                                 &delivery.raw,
+                                redrive || delivery.redrive,
                             )
                             .await;
                         delivery_failed |= matches!(outcome, ObjectOutcome::Failed(_));
@@ -497,6 +524,7 @@ impl<S: Stage> Runner<S> {
         receive_count: u32,
         first_seen: Option<chrono::DateTime<Utc>>,
         raw_event: &Value,
+        redrive: bool,
     ) -> ObjectOutcome {
         let stage = self.stage.name().to_string();
         let span = tracing::info_span!("object", stage = %stage, bucket = %obj.bucket, key = %obj.key, correlation_id = tracing::field::Empty);
@@ -514,7 +542,7 @@ impl<S: Stage> Runner<S> {
                     }
                     .emit(metrics)
                 },
-                |_| self.process_once(obj, deadline),
+                |_| self.process_once(obj, deadline, redrive),
             )
             .await;
             match retried.result {
@@ -648,6 +676,7 @@ impl<S: Stage> Runner<S> {
         &self,
         obj: &ObjectRef,
         deadline: Option<Instant>,
+        redrive: bool,
     ) -> Result<ObjectOutcome> {
         let cfg = &self.rt.config;
         let stage = self.stage.name();
@@ -742,7 +771,7 @@ impl<S: Stage> Runner<S> {
             Plan::Write(crate::store::PutMode::Update { .. }) => self.read_manifest(&mkey).await,
             Plan::Write(_) => None,
         };
-        if self.already_dead_lettered(&lineage.source).await {
+        if !redrive && self.already_dead_lettered(&lineage.source).await {
             tracing::info!("already dead-lettered with this code version; not sending again");
             return Ok(ObjectOutcome::AlreadyDeadLettered);
         }

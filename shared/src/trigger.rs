@@ -60,6 +60,11 @@ impl ObjectRef {
     }
 }
 
+/// The SQS message attribute `sluice replay` sets on what it redrives: the
+/// stage then retries an input version even if that version was already
+/// dead-lettered with the same code version (its cause has been fixed).
+pub const REDRIVE_ATTRIBUTE: &str = "sluice-redrive";
+
 /// One delivery unit of an invocation: an SQS message (which the runner can
 /// fail individually) or the whole payload of a direct invocation.
 #[derive(Debug)]
@@ -77,6 +82,9 @@ pub struct Delivery {
     pub skipped: Vec<String>,
     /// The raw record, kept for DLQ envelopes.
     pub raw: Value,
+    /// An explicit redrive ([`REDRIVE_ATTRIBUTE`]): retry even what was
+    /// already dead-lettered.
+    pub redrive: bool,
 }
 
 /// The decoded form of a whole invocation payload.
@@ -125,6 +133,7 @@ pub fn decode(payload: &Value) -> Result<Decoded> {
             objects: Ok(objects),
             skipped,
             raw: payload.clone(),
+            redrive: false,
         }],
     })
 }
@@ -150,6 +159,7 @@ fn decode_sqs_message(msg: SqsMessage) -> Delivery {
         .find_map(|a| msg.attributes.get(*a))
         .and_then(|ms| ms.parse::<i64>().ok())
         .and_then(DateTime::from_timestamp_millis);
+    let redrive = msg.message_attributes.contains_key(REDRIVE_ATTRIBUTE);
     let mut skipped = Vec::new();
     let objects = match msg.body.as_deref() {
         None => Err(invalid("SQS message has no body", &raw, None)),
@@ -169,6 +179,7 @@ fn decode_sqs_message(msg: SqsMessage) -> Delivery {
         objects,
         skipped,
         raw,
+        redrive,
     }
 }
 

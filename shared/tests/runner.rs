@@ -489,3 +489,37 @@ async fn redelivered_poison_file_is_dead_lettered_once_per_code_version() {
         "{ok:?}"
     );
 }
+
+#[tokio::test]
+async fn a_redrive_tries_a_dead_lettered_version_again() {
+    let h = harness();
+    let obj = h.land("raw/poison.txt", "CORRUPT still").await;
+    let event = s3_notification(std::slice::from_ref(&obj));
+    h.invoke(event.clone()).await;
+    assert_eq!(h.dlq.envelopes().len(), 1);
+    // An explicit redrive (sluice replay, in process) is not short-circuited
+    // by the dead-letter marker: the cause may have been fixed. Here it was
+    // not, so the version fails again and a second envelope records it.
+    let redriven = h.runner.handle_redrive(&event, None).await.unwrap();
+    assert!(
+        matches!(redriven.outcomes[0].1, ObjectOutcome::DeadLettered(_)),
+        "{redriven:?}"
+    );
+    assert_eq!(h.dlq.envelopes().len(), 2);
+    // Through SQS the mark is a message attribute; without it the marker holds.
+    let mut batch = sqs_batch(&[("m1", event.clone())]);
+    let plain = h.invoke(batch.clone()).await;
+    assert!(
+        matches!(plain.outcomes[0].1, ObjectOutcome::AlreadyDeadLettered),
+        "{plain:?}"
+    );
+    batch["Records"][0]["messageAttributes"] = json!({
+        sluice::trigger::REDRIVE_ATTRIBUTE: {"stringValue": "sluice replay", "dataType": "String"}
+    });
+    let marked = h.invoke(batch).await;
+    assert!(
+        matches!(marked.outcomes[0].1, ObjectOutcome::DeadLettered(_)),
+        "{marked:?}"
+    );
+    assert_eq!(h.dlq.envelopes().len(), 3);
+}
