@@ -84,12 +84,11 @@ impl SourceIdentity {
     }
 
     /// A deterministic correlation id for this exact version of the input.
+    /// The version is named by its content (ETag) before the bucket's
+    /// version id, which is random: a re-uploaded or restored copy of the
+    /// same bytes (a phoenix rebuild) gets the same ids and outputs.
     pub fn derived_correlation_id(&self) -> String {
-        let version = self
-            .version_id
-            .as_deref()
-            .or(self.etag.as_deref())
-            .unwrap_or("");
+        let version = self.content_version();
         format!(
             "sl-{}",
             short_hash(
@@ -103,14 +102,18 @@ impl SourceIdentity {
         )
     }
 
+    /// The version as content: the ETag, else the version id.
+    fn content_version(&self) -> &str {
+        self.etag
+            .as_deref()
+            .or(self.version_id.as_deref())
+            .unwrap_or("")
+    }
+
     /// A record id from source identity and row number, for datasets without
     /// a natural key.
     pub fn record_id(&self, row_number: u64) -> String {
-        let version = self
-            .version_id
-            .as_deref()
-            .or(self.etag.as_deref())
-            .unwrap_or("");
+        let version = self.content_version();
         short_hash(
             &[
                 self.bucket.as_bytes(),
@@ -343,6 +346,11 @@ mod tests {
         );
         assert_ne!(a.record_id(1), a.record_id(2));
         assert_eq!(a.record_id(7), src("e1", None).record_id(7));
+        // The same bytes under another version id (re-uploaded, restored) keep their ids.
+        let v1 = src("e1", Some("v1"));
+        let v2 = src("e1", Some("v2"));
+        assert_eq!(v1.derived_correlation_id(), v2.derived_correlation_id());
+        assert_eq!(v1.record_id(3), v2.record_id(3));
     }
 
     #[test]
