@@ -37,6 +37,17 @@ fn layout(stage: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// Stage settings a local run takes from the environment (`SLUICE_*` as on
+/// Lambda); everything else is fixed by the layout.
+pub const LOCAL_TUNABLES: [&str; 6] = [
+    "SLUICE_MAX_OBJECT_BYTES",
+    "SLUICE_MAX_DECOMPRESSION_RATIO",
+    "SLUICE_RETRY_MAX_ATTEMPTS",
+    "SLUICE_RETRY_BASE_DELAY_MS",
+    "SLUICE_RETRY_MAX_DELAY_MS",
+    "SLUICE_CODE_VERSION",
+];
+
 /// The validated configuration of a stage in the local layout under `dir`.
 pub fn local_config(stage: &str, dir: &Path) -> anyhow::Result<Config> {
     let (input, output) = layout(stage);
@@ -56,6 +67,13 @@ pub fn local_config(stage: &str, dir: &Path) -> anyhow::Result<Config> {
     ];
     if stage == "profile" {
         vars.push(("SLUICE_ALERTS", alerts));
+    }
+    // The limits and the code version may be tuned from the environment, as
+    // on Lambda; the layout may not.
+    for name in LOCAL_TUNABLES {
+        if let Ok(v) = std::env::var(name) {
+            vars.push((name, v));
+        }
     }
     Ok(Config::from_raw(stage, RawConfig::from_vars(vars)?)?)
 }
@@ -157,6 +175,12 @@ impl LocalPipeline {
         &self.dir
     }
 
+    /// The directory as an object store (writes through it trigger stages
+    /// on the next [`LocalPipeline::cascade`]).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(self.store.clone())
+    }
+
     /// Invoke one stage with an event payload (no cascade).
     pub async fn invoke(&self, stage: &str, payload: &Value) -> anyhow::Result<InvocationReport> {
         let report = match stage {
@@ -166,6 +190,24 @@ impl LocalPipeline {
             other => anyhow::bail!("unknown stage {other:?} (stages: {})", STAGES.join(", ")),
         };
         Ok(report)
+    }
+
+    /// Invoke one stage as an explicit redrive (`sluice replay`): what was
+    /// dead-lettered with this code version is tried again. No cascade: the
+    /// outputs wait in [`LocalPipeline::cascade`]'s event buffer.
+    pub async fn redrive(&self, stage: &str, payload: &Value) -> anyhow::Result<InvocationReport> {
+        let report = match stage {
+            "ingest" => self.ingest.handle_redrive(payload, None).await?,
+            "curate" => self.curate.handle_redrive(payload, None).await?,
+            "profile" => self.profile.handle_redrive(payload, None).await?,
+            other => anyhow::bail!("unknown stage {other:?} (stages: {})", STAGES.join(", ")),
+        };
+        Ok(report)
+    }
+
+    /// The objects written since the last call (they would trigger stages).
+    pub fn drain_events(&self) -> Vec<ObjectRef> {
+        self.store.drain_events()
     }
 
     /// The stage whose input an object falls under, if any.
@@ -200,6 +242,16 @@ impl LocalPipeline {
                 queue.push_back(o);
             }
         }
+        self.cascade(queue).await
+    }
+
+    /// Offer each object to the stage whose input it falls under, and every
+    /// output that produces to the next stage, until the pipeline is quiet.
+    pub async fn cascade(
+        &self,
+        mut queue: VecDeque<ObjectRef>,
+    ) -> anyhow::Result<BTreeMap<&'static str, StageSummary>> {
+        queue.extend(self.store.drain_events());
         let mut summary: BTreeMap<&'static str, StageSummary> = STAGES
             .iter()
             .map(|s| (*s, StageSummary::default()))

@@ -11,7 +11,13 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod decode;
 mod generate;
+mod ghost;
 mod local;
+mod replay;
+mod report;
+mod status;
+mod target;
+mod trace;
 
 /// Sluice: S3-triggered Lambda pipelines, run locally or on AWS.
 #[derive(Debug, Parser)]
@@ -50,6 +56,17 @@ enum Command {
     },
     /// Generate sample data.
     Generate(generate::GenerateArgs),
+    /// Redrive a stage's DLQ, replay objects by key, or backfill a prefix.
+    Replay(replay::ReplayArgs),
+    /// Ghost deployments: compare a ghost's outputs with prod's.
+    #[command(subcommand)]
+    Ghost(ghost::GhostCommand),
+    /// Write a static HTML report of pipeline health per dataset.
+    Report(report::ReportArgs),
+    /// Follow one input file through every stage by its correlation id.
+    Trace(trace::TraceArgs),
+    /// Queue and DLQ depths, oldest message ages, last breach per stage.
+    Status(status::StatusArgs),
     /// Measure ingest on one file (used by `make bench`).
     #[command(hide = true)]
     BenchIngest(bench::BenchArgs),
@@ -75,6 +92,11 @@ fn main() -> ExitCode {
             local,
         } => block_on(invoke(stage, event, local)),
         Command::BenchIngest(args) => bench::run(&args),
+        Command::Replay(args) => block_on(replay::run(args)),
+        Command::Ghost(ghost::GhostCommand::Diff(args)) => block_on(ghost::diff(args)),
+        Command::Report(args) => block_on(report::run(args)),
+        Command::Trace(args) => block_on(trace::run(args)),
+        Command::Status(args) => block_on(status::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,524 @@
+//! Where an operations command acts: a local pipeline directory (the
+//! embedded default) or a deployed environment described by `terraform
+//! output -json` (AWS, or LocalStack when the outputs name an endpoint).
+//! Commands see one interface: the object store, each stage's locations,
+//! and its dead-letter queue.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sluice::config::Location;
+use sluice::deployment::Deployment;
+use sluice::dlq::Envelope;
+use sluice::store::s3::S3Store;
+use sluice::store::{ObjectStore, DEFAULT_PART_SIZE};
+
+use crate::local::{self, LocalPipeline, STAGES};
+
+/// Where to act: `--local DIR` or `--deployment FILE`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// A local pipeline directory (as made by `sluice run --local`).
+    #[arg(long, value_name = "DIR", conflicts_with = "deployment")]
+    pub local: Option<PathBuf>,
+    /// A deployed environment: the JSON of `terraform output -json` for
+    /// infra/envs/<env> (`scripts/infra.sh output local > FILE`). Credentials
+    /// and region come from the usual AWS environment; an `endpoint` output
+    /// (LocalStack) is used as the endpoint.
+    #[arg(long, value_name = "FILE", env = "SLUICE_DEPLOYMENT")]
+    pub deployment: Option<PathBuf>,
+}
+
+/// One stage's places.
+#[derive(Debug, Clone)]
+pub struct StagePlaces {
+    /// Stage name.
+    pub name: String,
+    /// What it reads.
+    pub input: Location,
+    /// What it writes (manifests live under `<output>_sluice/`).
+    pub output: Location,
+    /// Where its quarantined rows go.
+    pub quarantine: Location,
+}
+
+/// A dead-letter message, in either form.
+#[derive(Debug, Clone)]
+pub enum DeadLetter {
+    /// The envelope a stage sends for a permanent failure.
+    Envelope(Box<Envelope>),
+    /// A message SQS moved after `maxReceiveCount` deliveries: the original
+    /// event, unchanged.
+    Raw {
+        /// The original message body, parsed.
+        event: Value,
+        /// When it was first sent.
+        sent: Option<DateTime<Utc>>,
+        /// How often it was received before SQS gave up.
+        receive_count: u32,
+    },
+}
+
+impl DeadLetter {
+    /// The error kind: the envelope's, or `retries_exhausted` for raw ones.
+    pub fn kind(&self) -> String {
+        match self {
+            DeadLetter::Envelope(e) => e.error.kind.as_str().to_string(),
+            DeadLetter::Raw { .. } => "retries_exhausted".to_string(),
+        }
+    }
+
+    /// When it failed last (envelope) or was sent (raw).
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            DeadLetter::Envelope(e) => Some(e.last_seen),
+            DeadLetter::Raw { sent, .. } => *sent,
+        }
+    }
+
+    /// A one-line description of the error.
+    pub fn message(&self) -> String {
+        match self {
+            DeadLetter::Envelope(e) => e.error.message.clone(),
+            DeadLetter::Raw { receive_count, .. } => {
+                format!("delivered {receive_count} times without success; moved by SQS redrive")
+            }
+        }
+    }
+}
+
+/// A dead letter and how to acknowledge it.
+#[derive(Debug, Clone)]
+pub struct DlqEntry {
+    /// The message.
+    pub letter: DeadLetter,
+    /// SQS receipt handle, or the line number in the local JSONL file.
+    handle: Handle,
+}
+
+#[derive(Debug, Clone)]
+enum Handle {
+    Sqs(String),
+    Line(usize),
+}
+
+/// The target.
+pub enum Target {
+    /// A local directory.
+    Local(LocalTarget),
+    /// A deployed environment.
+    Aws(AwsTarget),
+}
+
+/// A local pipeline directory.
+pub struct LocalTarget {
+    /// The pipeline, wired to the directory.
+    pub pipeline: LocalPipeline,
+}
+
+/// A deployed environment.
+pub struct AwsTarget {
+    /// Its Terraform outputs.
+    pub dep: Deployment,
+    /// S3 as an object store.
+    pub store: Arc<dyn ObjectStore>,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Target {
+    /// Open what the arguments name.
+    pub async fn open(args: &TargetArgs) -> anyhow::Result<Self> {
+        match (&args.local, &args.deployment) {
+            (Some(dir), _) => Ok(Target::Local(LocalTarget {
+                pipeline: LocalPipeline::open(dir)?,
+            })),
+            (None, Some(path)) => Ok(Target::Aws(AwsTarget::open(Deployment::load(path)?).await)),
+            (None, None) => bail!(
+                "say where: --local DIR for a local pipeline directory, or --deployment FILE \
+                 (or SLUICE_DEPLOYMENT) for the `terraform output -json` of a deployed environment"
+            ),
+        }
+    }
+
+    /// A short description for headings.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Local(l) => format!("local directory {}", l.pipeline.dir().display()),
+            Target::Aws(a) => match &a.dep.endpoint {
+                Some(e) => format!("deployment {} at {e}", a.dep.source),
+                None => format!("deployment {}", a.dep.source),
+            },
+        }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        match self {
+            Target::Local(l) => l.pipeline.store(),
+            Target::Aws(a) => a.store.clone(),
+        }
+    }
+
+    /// The stages, in pipeline order.
+    pub fn stages(&self) -> Vec<String> {
+        match self {
+            Target::Local(_) => STAGES.iter().map(|s| s.to_string()).collect(),
+            Target::Aws(a) => STAGES
+                .iter()
+                .filter(|s| a.dep.stages.contains_key(**s))
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    /// A prod stage's places.
+    pub fn stage(&self, name: &str) -> anyhow::Result<StagePlaces> {
+        match self {
+            Target::Local(l) => {
+                let c = local::local_config(name, l.pipeline.dir())?;
+                Ok(StagePlaces {
+                    name: name.to_string(),
+                    input: c.input.clone(),
+                    output: c.output.clone(),
+                    quarantine: c.quarantine.clone(),
+                })
+            }
+            Target::Aws(a) => places(name, a.dep.stage(name)?),
+        }
+    }
+
+    /// A ghost stage's places (deployments only).
+    pub fn ghost_stage(&self, name: &str) -> anyhow::Result<StagePlaces> {
+        match self {
+            Target::Local(_) => bail!(
+                "a local directory has no ghost stages: compare two locations with --prod and --ghost"
+            ),
+            Target::Aws(a) => places(name, a.dep.ghost_stage(name)?),
+        }
+    }
+
+    /// Every message in a stage's DLQ. On SQS the messages are received
+    /// with `hold` as visibility timeout: until acknowledged or released they
+    /// are hidden from other readers.
+    pub async fn dlq_read(
+        &self,
+        stage: &str,
+        hold: std::time::Duration,
+    ) -> anyhow::Result<Vec<DlqEntry>> {
+        match self {
+            Target::Local(l) => local_dlq_read(&l.dlq_path(stage)),
+            Target::Aws(a) => a.dlq_read(stage, hold).await,
+        }
+    }
+
+    /// Remove handled messages from the DLQ.
+    pub async fn dlq_ack(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
+        match self {
+            Target::Local(l) => {
+                let lines: Vec<usize> = entries
+                    .iter()
+                    .filter_map(|e| match e.handle {
+                        Handle::Line(n) => Some(n),
+                        Handle::Sqs(_) => None,
+                    })
+                    .collect();
+                local_dlq_remove(&l.dlq_path(stage), &lines)
+            }
+            Target::Aws(a) => a.dlq_delete(stage, entries).await,
+        }
+    }
+
+    /// Make unhandled messages visible again at once.
+    pub async fn dlq_release(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
+        match self {
+            Target::Local(_) => Ok(()),
+            Target::Aws(a) => a.dlq_release(stage, entries).await,
+        }
+    }
+}
+
+fn places(name: &str, s: &sluice::deployment::StageOut) -> anyhow::Result<StagePlaces> {
+    let loc = |what: &str, v: &str| {
+        Location::parse(what, v).with_context(|| format!("stage {name}: {what} {v:?}"))
+    };
+    let output = loc("output", &s.output)?;
+    let quarantine = match &s.quarantine {
+        Some(q) => loc("quarantine", q)?,
+        None => Location {
+            bucket: output.bucket.clone(),
+            prefix: format!("{}_quarantine/{name}/", output.prefix),
+        },
+    };
+    Ok(StagePlaces {
+        name: name.to_string(),
+        input: loc("input", &s.input)?,
+        output,
+        quarantine,
+    })
+}
+
+impl LocalTarget {
+    fn dlq_path(&self, stage: &str) -> PathBuf {
+        self.pipeline
+            .dir()
+            .join("dlq")
+            .join(format!("{stage}.jsonl"))
+    }
+}
+
+/// The local DLQ: one envelope per line. A line that is not an envelope is an
+/// error naming the file and line, never skipped silently.
+fn local_dlq_read(path: &Path) -> anyhow::Result<Vec<DlqEntry>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let envelope: Envelope = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a DLQ envelope", path.display(), i + 1))?;
+        out.push(DlqEntry {
+            letter: DeadLetter::Envelope(Box::new(envelope)),
+            handle: Handle::Line(i),
+        });
+    }
+    Ok(out)
+}
+
+/// Drop `lines` from the local DLQ file: rewritten to a temporary file and
+/// renamed over it, so a crash leaves the old or the new file, never half.
+fn local_dlq_remove(path: &Path, lines: &[usize]) -> anyhow::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let kept: String = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| !lines.contains(i))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+impl AwsTarget {
+    /// Clients for a deployment. With an `endpoint` output (LocalStack) the
+    /// SDK is pointed there, path-style, with test credentials unless the
+    /// environment has some.
+    pub async fn open(dep: Deployment) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = &dep.endpoint {
+            loader = loader.endpoint_url(endpoint);
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "localstack",
+                ));
+            }
+        }
+        if let Some(region) = &dep.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let conf = loader.load().await;
+        let s3 = sluice::aws::s3_client(&conf, dep.endpoint.is_some());
+        AwsTarget {
+            store: Arc::new(S3Store::new(s3, DEFAULT_PART_SIZE)),
+            sqs: aws_sdk_sqs::Client::new(&conf),
+            dep,
+        }
+    }
+
+    /// A stage's trigger queue URL.
+    pub fn queue_url(&self, stage: &str) -> anyhow::Result<&str> {
+        Ok(&self.dep.stage(stage)?.queue_url)
+    }
+
+    /// A stage's DLQ URL.
+    pub fn dlq_url(&self, stage: &str) -> anyhow::Result<&str> {
+        Ok(&self.dep.stage(stage)?.dlq_url)
+    }
+
+    async fn dlq_read(
+        &self,
+        stage: &str,
+        hold: std::time::Duration,
+    ) -> anyhow::Result<Vec<DlqEntry>> {
+        let url = self.dlq_url(stage)?;
+        let mut out = Vec::new();
+        let mut empty_polls = 0;
+        // Short polls until the queue answers empty twice: SQS samples a
+        // subset of servers, so one empty answer does not mean empty.
+        while empty_polls < 2 {
+            let resp = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(hold.as_secs().try_into().unwrap_or(i32::MAX))
+                .wait_time_seconds(if empty_polls == 0 { 0 } else { 1 })
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .with_context(|| format!("receiving from {url}"))?;
+            let messages = resp.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty_polls += 1;
+                continue;
+            }
+            empty_polls = 0;
+            for m in messages {
+                let handle = m.receipt_handle.clone().unwrap_or_default();
+                let id = m.message_id.clone().unwrap_or_default();
+                let attrs = m.attributes.unwrap_or_default();
+                let attr = |name: aws_sdk_sqs::types::MessageSystemAttributeName| {
+                    attrs.get(&name).cloned()
+                };
+                let body = m.body.unwrap_or_default();
+                let letter = parse_dead_letter(
+                    &body,
+                    attr(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .and_then(DateTime::from_timestamp_millis),
+                    attr(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0),
+                )
+                .with_context(|| format!("{url}: message {id}"))?;
+                out.push(DlqEntry {
+                    letter,
+                    handle: Handle::Sqs(handle),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn dlq_delete(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
+        let url = self.dlq_url(stage)?;
+        for e in entries {
+            if let Handle::Sqs(h) = &e.handle {
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await
+                    .with_context(|| format!("deleting a message from {url}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn dlq_release(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
+        let url = self.dlq_url(stage)?;
+        for e in entries {
+            if let Handle::Sqs(h) = &e.handle {
+                self.sqs
+                    .change_message_visibility()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .with_context(|| format!("releasing a message of {url}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DLQ message body: a versioned envelope, or anything else that is JSON
+/// (the original event, moved by SQS redrive).
+pub fn parse_dead_letter(
+    body: &str,
+    sent: Option<DateTime<Utc>>,
+    receive_count: u32,
+) -> anyhow::Result<DeadLetter> {
+    let value: Value = serde_json::from_str(body).context("the body is not JSON")?;
+    if value.get("envelope_version").is_some() {
+        let envelope: Envelope =
+            serde_json::from_value(value).context("the body is not a valid DLQ envelope")?;
+        return Ok(DeadLetter::Envelope(Box::new(envelope)));
+    }
+    Ok(DeadLetter::Raw {
+        event: value,
+        sent,
+        receive_count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_envelopes_from_raw_redriven_messages() {
+        let raw = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3","detail":{}}"#;
+        let sent = DateTime::from_timestamp_millis(1_700_000_000_000);
+        let DeadLetter::Raw { receive_count, .. } = parse_dead_letter(raw, sent, 5).unwrap() else {
+            panic!("a raw event is not an envelope");
+        };
+        assert_eq!(receive_count, 5);
+        let letter = parse_dead_letter(raw, sent, 5).unwrap();
+        assert_eq!(letter.kind(), "retries_exhausted");
+        assert_eq!(letter.time(), sent);
+
+        let e = parse_dead_letter("{\"envelope_version\":1}", None, 1).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not a valid DLQ envelope"),
+            "{e:#}"
+        );
+        let e = parse_dead_letter("garbage", None, 1).unwrap_err();
+        assert!(format!("{e:#}").contains("not JSON"), "{e:#}");
+    }
+
+    #[test]
+    fn local_dlq_lines_are_read_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest.jsonl");
+        assert!(
+            local_dlq_read(&path).unwrap().is_empty(),
+            "a missing file is empty"
+        );
+        let err =
+            sluice::error::Error::other(sluice::error::ErrorKind::InvalidInput, "bad file", None);
+        let lines: String = (0..3)
+            .map(|i| {
+                let e = Envelope::new("ingest", None, &err, i, None, None, Value::Null);
+                format!("{}\n", serde_json::to_string(&e).unwrap())
+            })
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let entries = local_dlq_read(&path).unwrap();
+        assert_eq!(entries.len(), 3);
+        local_dlq_remove(&path, &[0, 2]).unwrap();
+        let left = local_dlq_read(&path).unwrap();
+        assert_eq!(left.len(), 1);
+        let DeadLetter::Envelope(e) = &left[0].letter else {
+            panic!("envelope expected")
+        };
+        assert_eq!(e.attempts, 1, "the middle line is the one kept");
+
+        std::fs::write(&path, "{\"not\":\"an envelope\"}\n").unwrap();
+        let e = local_dlq_read(&path).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("ingest.jsonl:1: not a DLQ envelope"),
+            "{e:#}"
+        );
+    }
+}

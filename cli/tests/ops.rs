@@ -1,0 +1,339 @@
+//! The operations commands against a local pipeline directory, through the
+//! real binary: a file dead-lettered for a cause that is then fixed is
+//! redriven; replays of keys and prefixes are idempotent; trace follows the
+//! file through every stage; status sees the DLQ and the backlog.
+//! (The same commands against LocalStack are in tests/e2e.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args);
+    for v in sluice_cli_tunables() {
+        cmd.env_remove(v);
+    }
+    cmd.env_remove("SLUICE_DEPLOYMENT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the sluice binary runs")
+}
+
+fn sluice_cli_tunables() -> [&'static str; 2] {
+    ["SLUICE_MAX_OBJECT_BYTES", "SLUICE_CODE_VERSION"]
+}
+
+/// Run, expect `code`, parse stdout as JSON.
+fn json(args: &[&str], env: &[(&str, &str)], code: i32) -> Value {
+    let out = sluice(args, env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "sluice {args:?}: stdout {stdout} stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("sluice {args:?}: {e}: {stdout}"))
+}
+
+fn dlq_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("dlq/ingest.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn redrive_after_a_fix_then_replays_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let raw = dir.join("landing/raw/trips");
+    std::fs::create_dir_all(&raw).unwrap();
+    let file = raw.join("a b+c.csv");
+    let out = sluice(
+        &[
+            "generate",
+            "trips",
+            "--rows",
+            "2000",
+            "--seed",
+            "5",
+            "--bad-ratio",
+            "0.02",
+            "--start",
+            "2024-03-01",
+            "--days",
+            "2",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    // The cause: a limit too small for the file. It is dead-lettered.
+    let small = [("SLUICE_MAX_OBJECT_BYTES", "1000")];
+    let out = sluice(&["run", "--local", d], &small);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(dlq_lines(dir), 1);
+    let status = json(&["status", "--local", d, "--json"], &[], 3);
+    assert_eq!(status["stages"][0]["stage"], "ingest");
+    assert_eq!(status["stages"][0]["dlq_depth"], 1);
+
+    // Dry run and a filter that matches nothing change nothing.
+    let dry = json(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(dry["counts"]["would_replay"], 1, "{dry}");
+    let none = json(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--kind",
+            "not_found",
+            "--json",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(none["objects"].as_array().unwrap().len(), 0, "{none}");
+    let none = json(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--until",
+            "2000-01-01T00:00:00Z",
+            "--json",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(none["objects"].as_array().unwrap().len(), 0, "{none}");
+    assert_eq!(dlq_lines(dir), 1);
+
+    // Redriven before the fix: it fails again, and is recorded again.
+    let again = json(
+        &["replay", "dlq", "--stage", "ingest", "--local", d, "--json"],
+        &small,
+        3,
+    );
+    assert_eq!(again["counts"]["failed_again"], 1, "{again}");
+    assert!(
+        again["objects"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the limit"),
+        "{again}"
+    );
+    assert_eq!(
+        dlq_lines(dir),
+        1,
+        "the old envelope acknowledged, a new one written"
+    );
+
+    // The fix, then the redrive: processed, and on through every stage.
+    let fixed = json(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--rate",
+            "50",
+            "--kind",
+            "invalid_input",
+            "--since",
+            "1h",
+            "--json",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(fixed["counts"]["new"], 1, "{fixed}");
+    assert_eq!(dlq_lines(dir), 0);
+    assert!(
+        fixed["notes"].to_string().contains("downstream"),
+        "the outputs flowed on: {fixed}"
+    );
+
+    // Every replay now is a no-op that says so.
+    let empty = json(
+        &["replay", "dlq", "--stage", "ingest", "--local", d, "--json"],
+        &[],
+        0,
+    );
+    assert_eq!(empty["objects"].as_array().unwrap().len(), 0);
+    let keys = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--json",
+            "raw/trips/a b+c.csv",
+            "s3://landing/raw/trips/a b+c.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(keys["counts"]["already_processed"], 2, "{keys}");
+    let missing = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--json",
+            "raw/trips/nope.csv",
+        ],
+        &[],
+        3,
+    );
+    assert_eq!(missing["counts"]["missing"], 1, "{missing}");
+    for stage in ["ingest", "curate", "profile"] {
+        let b = json(
+            &[
+                "replay", "backfill", "--stage", stage, "--local", d, "--json",
+            ],
+            &[],
+            0,
+        );
+        let n = b["counts"]["already_processed"].as_u64().unwrap();
+        assert!(n >= 1, "{stage}: {b}");
+        assert_eq!(b["counts"]["new"], 0, "{stage}: {b}");
+    }
+    let outside = sluice(
+        &[
+            "replay",
+            "backfill",
+            "--stage",
+            "curate",
+            "--local",
+            d,
+            "--prefix",
+            "s3://landing/raw/",
+        ],
+        &[],
+    );
+    assert_eq!(outside.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("is not under stage curate's input"));
+
+    // The trace: ingest, then a curate and a profile per partition.
+    let t = json(
+        &[
+            "trace",
+            "--local",
+            d,
+            "--key",
+            "raw/trips/a b+c.csv",
+            "--json",
+        ],
+        &[],
+        0,
+    );
+    let stages: Vec<&str> = t["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages.first(), Some(&"ingest"), "{t}");
+    assert_eq!(
+        stages.iter().filter(|s| **s == "curate").count(),
+        2,
+        "two partitions: {t}"
+    );
+    assert_eq!(stages.iter().filter(|s| **s == "profile").count(), 2, "{t}");
+    assert_eq!(t["hops"][0]["counts"]["rows_in"], 2000);
+    assert!(t["end_to_end_lag_ms"].as_i64().unwrap() >= 0);
+    let id = t["correlation_id"].as_str().unwrap();
+    let by_id = json(&["trace", "--local", d, id, "--json"], &[], 0);
+    assert_eq!(by_id["hops"], t["hops"]);
+    let unknown = sluice(&["trace", "--local", d, "sl-0000"], &[]);
+    assert_eq!(unknown.status.code(), Some(1));
+
+    // Idle and clean.
+    let status = json(
+        &["status", "--local", d, "--json", "--wait-idle", "10"],
+        &[],
+        0,
+    );
+    for s in status["stages"].as_array().unwrap() {
+        assert_eq!(s["backlog"], 0, "{status}");
+        assert_eq!(s["dlq_depth"], 0, "{status}");
+    }
+}
+
+#[test]
+fn commands_say_where_to_act_and_name_bad_input() {
+    let out = sluice(&["status"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--local DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("outputs.json");
+    std::fs::write(&bad, "{}").unwrap();
+    let out = sluice(&["status", "--deployment", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outputs.json: no output \"buckets\""), "{err}");
+    // A corrupt line in the local DLQ is named, not skipped.
+    let d = tmp.path().join("p");
+    std::fs::create_dir_all(d.join("dlq")).unwrap();
+    std::fs::write(d.join("dlq/ingest.jsonl"), "{\"oops\":1}\n").unwrap();
+    let out = sluice(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--local",
+            d.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ingest.jsonl:1: not a DLQ envelope"), "{err}");
+    let out = sluice(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--local",
+            d.to_str().unwrap(),
+            "--since",
+            "yesterday",
+        ],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither RFC 3339"));
+}
