@@ -10,6 +10,7 @@
 #   scripts/infra.sh deploy local [terraform apply args...]    apply envs/local to the running LocalStack
 #   scripts/infra.sh destroy local [terraform destroy args...]
 #   scripts/infra.sh output local        terraform output -json
+#   scripts/infra.sh dummy-zips DIR      stand-in DIR/<stage>/bootstrap.zip (plans, destroy)
 #
 # LOCALSTACK_PORT (default 4566) picks LocalStack's port. Where /opt/tf-plugins
 # exists (a pre-mirrored provider, no registry), Terraform installs from it
@@ -188,6 +189,7 @@ case "$cmd" in
   deploy) cmd_deploy "$@" ;;
   destroy) cmd_destroy "$@" ;;
   output) cmd_output "$@" ;;
+  dummy-zips) dummy_zips "${1:?dummy-zips DIR}" ;;
   *)
     sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
