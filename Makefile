@@ -20,19 +20,44 @@ bench: ## Measure ingest throughput, peak RSS, cold start and zip sizes (prints 
 	bash scripts/bench.sh
 
 .PHONY: test
-test: lint unit tf-check e2e ## Run every test: lint, unit, integration, Terraform checks, end to end in LocalStack
+test: lint hooks-check unit report-check tf-check e2e ## Run every test: lint, hooks check, unit, integration, report in Chromium, Terraform checks, end to end in LocalStack
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings denied
+lint: lint-workflows secret-scan ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows, secret scan
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: lint-workflows
+lint-workflows: ## actionlint (+ shellcheck on run: scripts) on .github/workflows, both installed into .venv/tools
+	bash scripts/lint-workflows.sh
+
+.PHONY: secret-scan
+secret-scan: ## detect-secrets on every tracked file against .secrets.baseline (installed into .venv/tools)
+	bash scripts/secret-scan.sh --tree
+
+.PHONY: hooks
+hooks: ## Use the git hooks in .githooks (pre-commit: fmt, secret scan; pre-push: secret scan, clippy, fast tests)
+	bash scripts/install-hooks.sh
+
+.PHONY: hooks-check
+hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS key and pass a clean change
+	bash scripts/test-hooks.sh
 
 .PHONY: unit
 unit: ## Unit and integration tests (no services needed)
 	$(CARGO) test --workspace --exclude sluice-e2e
 
+.PHONY: report-check
+report-check: ## Write `sluice report` of a generated local run and check it in headless Chromium (installed if missing)
+	DEMO_DIR=target/report-demo bash scripts/demo.sh >target/report-demo.log
+	bash scripts/report-check.sh --local target/report-demo target/report-local.png
+
+.PHONY: phoenix-local
+phoenix-local: ## Destroy the LocalStack env, re-apply it, replay the landing bucket; outputs must be byte-identical
+	bash scripts/phoenix.sh
+
 .PHONY: e2e
-e2e: ## End to end in LocalStack: start it, deploy infra/envs/local (+ ghost curate), run tests/e2e
+e2e: ## End to end in LocalStack: start it, deploy infra/envs/local (+ ghost curate), run tests/e2e, report check, phoenix
 	bash scripts/e2e.sh
 
 .PHONY: fmt
@@ -93,7 +118,11 @@ ENV ?= local
 BRANCH ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 STAGE ?= curate
 CODE_VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-DIST := $(CURDIR)/dist/lambda
+# The zips to deploy: <ZIP_DIR>/<stage>/bootstrap.zip (CD passes the downloaded CI artifact).
+ZIP_DIR ?= $(CURDIR)/dist/lambda
+DIST := $(abspath $(ZIP_DIR))
+# make ghost STAGES=curate,profile (STAGE=… as before; both comma-separated).
+STAGES ?= $(STAGE)
 
 .PHONY: build
 build: ## Build the Lambda zips once with cargo lambda (installed into .venv/tools): dist/lambda/<stage>/bootstrap.zip
@@ -104,7 +133,7 @@ build-host: ## The same zips from a host release build (what host-mode LocalStac
 	bash scripts/build.sh --host
 
 .PHONY: deploy
-deploy: ## Apply infra/envs/$(ENV) (local|dev|prod) with the zips in dist/lambda; dev/prod need AWS credentials and backend.hcl
+deploy: ## Apply infra/envs/$(ENV) (local|dev|prod) with the zips in ZIP_DIR (dist/lambda); dev/prod need AWS credentials and backend.hcl
 ifeq ($(ENV),local)
 	$(INFRA) deploy local -var 'zip_dir=$(DIST)' -var 'code_version=$(CODE_VERSION)' $(ghost_var) $(TF_ARGS)
 else
@@ -113,14 +142,23 @@ else
 endif
 
 .PHONY: ghost
-ghost: ## Deploy STAGE (comma-separated) of this build as a ghost of prod, in Terraform workspace BRANCH (AWS)
+ghost: ## Deploy STAGE or STAGES (comma-separated) of this build as a ghost of prod, in Terraform workspace BRANCH (AWS)
 	terraform -chdir=infra/envs/ghost init -input=false -backend-config=backend.hcl
 	terraform -chdir=infra/envs/ghost workspace select -or-create $(BRANCH)
 	terraform -chdir=infra/envs/ghost apply -input=false -var 'zip_dir=$(DIST)' -var 'code_version=$(CODE_VERSION)' \
-	  -var 'stages=[$(subst $(space),$(comma),$(patsubst %,"%",$(subst $(comma), ,$(STAGE))))]' $(TF_ARGS)
+	  -var 'stages=[$(subst $(space),$(comma),$(patsubst %,"%",$(subst $(comma), ,$(STAGES))))]' $(TF_ARGS)
 
 .PHONY: ghost-destroy
-ghost-destroy: ## Destroy the ghost environment of BRANCH
+# Destroy removes whatever the workspace's state holds; the configuration only
+# has to evaluate, so it gets every stage and stand-in zips.
+ghost-destroy: ## Destroy the ghost environment of BRANCH and its workspace (none: nothing to do)
 	terraform -chdir=infra/envs/ghost init -input=false -backend-config=backend.hcl
-	terraform -chdir=infra/envs/ghost workspace select $(BRANCH)
-	terraform -chdir=infra/envs/ghost destroy -input=false -var 'zip_dir=$(DIST)' $(TF_ARGS)
+	@if ! terraform -chdir=infra/envs/ghost workspace list | grep -xE '\*? *$(BRANCH)' >/dev/null; then \
+	  echo "ghost-destroy: no workspace $(BRANCH): nothing to destroy"; exit 0; fi; \
+	set -x; \
+	$(INFRA) dummy-zips $(CURDIR)/.terraform-check/destroy-zips; \
+	terraform -chdir=infra/envs/ghost workspace select $(BRANCH); \
+	terraform -chdir=infra/envs/ghost destroy -input=false -var 'zip_dir=$(CURDIR)/.terraform-check/destroy-zips' \
+	  -var 'stages=["ingest","curate","profile"]' -var 'code_version=destroy' $(TF_ARGS); \
+	terraform -chdir=infra/envs/ghost workspace select default; \
+	terraform -chdir=infra/envs/ghost workspace delete $(BRANCH)

@@ -155,6 +155,107 @@ impl Ctx {
         Ok(ctx)
     }
 
+    /// Replace a function's environment ($LATEST) and wait for the update.
+    pub async fn set_env(
+        &self,
+        name: &str,
+        vars: std::collections::HashMap<String, String>,
+    ) -> Result<()> {
+        self.lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(vars))
+                    .build(),
+            )
+            .send()
+            .await?;
+        self.wait_updated(name).await
+    }
+
+    /// A function's environment ($LATEST).
+    pub async fn get_env(&self, name: &str) -> Result<std::collections::HashMap<String, String>> {
+        let conf = self
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await?;
+        Ok(conf
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Wait until a function's configuration update has finished.
+    pub async fn wait_updated(&self, name: &str) -> Result<()> {
+        for _ in 0..100 {
+            let c = self
+                .lambda
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await?;
+            if c.last_update_status() != Some(&aws_sdk_lambda::types::LastUpdateStatus::InProgress)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("{name}: configuration update did not finish")
+    }
+
+    /// The version the `live` alias points at.
+    pub async fn live_version(&self, name: &str) -> Result<String> {
+        let alias = self
+            .lambda
+            .get_alias()
+            .function_name(name)
+            .name("live")
+            .send()
+            .await?;
+        alias
+            .function_version()
+            .map(String::from)
+            .ok_or_else(|| anyhow!("{name}: live alias without a version"))
+    }
+
+    /// Point `live` at `version`.
+    pub async fn point_live(&self, name: &str, version: &str) -> Result<()> {
+        self.lambda
+            .update_alias()
+            .function_name(name)
+            .name("live")
+            .function_version(version)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Deploy a configuration the way a release does: set it on $LATEST,
+    /// publish a version, move `live` to it. Returns the new version.
+    pub async fn release_env(
+        &self,
+        name: &str,
+        vars: std::collections::HashMap<String, String>,
+    ) -> Result<String> {
+        self.set_env(name, vars).await?;
+        let published = self
+            .lambda
+            .publish_version()
+            .function_name(name)
+            .send()
+            .await?;
+        let version = published
+            .version()
+            .map(String::from)
+            .ok_or_else(|| anyhow!("{name}: publish returned no version"))?;
+        self.point_live(name, &version).await?;
+        Ok(version)
+    }
+
     /// LocalStack's version and edition, from its health endpoint.
     pub async fn localstack_info(&self) -> Result<String> {
         let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();

@@ -101,40 +101,6 @@ async fn deliver_again(ctx: &Ctx, o: &ObjectRef, times: usize) -> Result<serde_j
     Ok(summary)
 }
 
-/// Replace a function's environment ($LATEST) and wait for the update.
-async fn set_env(
-    ctx: &Ctx,
-    name: &str,
-    vars: std::collections::HashMap<String, String>,
-) -> Result<()> {
-    ctx.lambda
-        .update_function_configuration()
-        .function_name(name)
-        .environment(
-            aws_sdk_lambda::types::Environment::builder()
-                .set_variables(Some(vars))
-                .build(),
-        )
-        .send()
-        .await?;
-    wait_updated(&ctx.lambda, name).await
-}
-
-/// A function's environment ($LATEST).
-async fn get_env(ctx: &Ctx, name: &str) -> Result<std::collections::HashMap<String, String>> {
-    let conf = ctx
-        .lambda
-        .get_function_configuration()
-        .function_name(name)
-        .send()
-        .await?;
-    Ok(conf
-        .environment()
-        .and_then(|e| e.variables())
-        .cloned()
-        .unwrap_or_default())
-}
-
 /// Etags of a set of objects.
 async fn etags(ctx: &Ctx, objs: &[(String, String)]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
@@ -571,13 +537,13 @@ async fn a_ghost_pointed_at_a_prod_bucket_refuses_to_start() {
     let ctx = connect().await;
     let ghost = ctx.stage_like("ghost:curate").unwrap().clone();
     let name = ghost.function_name.clone();
-    let original = get_env(&ctx, &name).await.unwrap();
+    let original = ctx.get_env(&name).await.unwrap();
     let mut bad = original.clone();
     bad.insert(
         "SLUICE_OUTPUT".into(),
         format!("s3://{}/", ctx.dep.buckets.curated),
     );
-    set_env(&ctx, &name, bad).await.unwrap();
+    ctx.set_env(&name, bad).await.unwrap();
     let mut o = ObjectRef::new(
         &ctx.dep.buckets.validated,
         "trips/v1/dt=2024-01-01/x.parquet",
@@ -603,7 +569,7 @@ async fn a_ghost_pointed_at_a_prod_bucket_refuses_to_start() {
         anyhow::Ok((out.function_error, payload, logs))
     }
     .await;
-    set_env(&ctx, &name, original).await.unwrap();
+    ctx.set_env(&name, original).await.unwrap();
     let (err, payload, logs) = result.unwrap();
     eprintln!("e2e: ghost with a prod output: error {err:?}, payload {payload}");
     assert!(
@@ -615,21 +581,6 @@ async fn a_ghost_pointed_at_a_prod_bucket_refuses_to_start() {
         text.contains("ghost guard"),
         "the refusal names the ghost guard: {text}"
     );
-}
-
-async fn wait_updated(lambda: &aws_sdk_lambda::Client, name: &str) -> Result<()> {
-    for _ in 0..100 {
-        let c = lambda
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await?;
-        if c.last_update_status() != Some(&aws_sdk_lambda::types::LastUpdateStatus::InProgress) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("{name}: configuration update did not finish")
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
@@ -677,10 +628,10 @@ async fn a_throttled_output_bucket_is_retried_and_the_object_processed_once() {
     // the stage's retry with backoff has to take over.
     let proxy = FlakyS3::start(&ctx.dep.endpoint, &vb, 4).await.unwrap();
     let name = ingest.function_name.clone();
-    let original = get_env(&ctx, &name).await.unwrap();
+    let original = ctx.get_env(&name).await.unwrap();
     let mut vars = original.clone();
     vars.insert("AWS_ENDPOINT_URL_S3".into(), proxy.url.clone());
-    set_env(&ctx, &name, vars).await.unwrap();
+    ctx.set_env(&name, vars).await.unwrap();
     // Blue/green: publish the proxied build and move `live` to it; move it
     // back afterwards (the rollback path).
     let published = ctx
@@ -733,7 +684,7 @@ async fn a_throttled_output_bucket_is_retried_and_the_object_processed_once() {
         .send()
         .await
         .unwrap();
-    set_env(&ctx, &name, original).await.unwrap();
+    ctx.set_env(&name, original).await.unwrap();
     let (m, stats, meta) = result.unwrap();
     eprintln!(
         "e2e: injected {} SlowDown answers, then forwarded {} PUTs into {vb}",
