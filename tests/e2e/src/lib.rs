@@ -20,53 +20,25 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Deserialize;
 use sluice::lineage::SourceIdentity;
 use sluice::runner::{manifest_key_in, Manifest};
 use sluice::store::s3::S3Store;
 use sluice::store::{ObjectMeta, ObjectStore, ObjectStoreExt, DEFAULT_PART_SIZE};
 
+/// A key prefix under `raw/trips/` no earlier run against the same
+/// LocalStack has used.
+pub fn run_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("raw/trips/e2e-{test}-{nanos:x}/")
+}
+
 /// How long a file may take to flow through a stage in LocalStack.
 pub const STAGE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The buckets of the pipeline.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Buckets {
-    /// Producers write `raw/<dataset>/...` here.
-    pub landing: String,
-    /// Ingest's output.
-    pub validated: String,
-    /// Curate's output.
-    pub curated: String,
-    /// Profile's output.
-    pub profiles: String,
-    /// Rejected rows.
-    pub quarantine: String,
-}
-
-/// One deployed stage.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StageOut {
-    /// Function name.
-    pub function_name: String,
-    /// Its trigger queue.
-    pub queue_url: String,
-    /// Its dead-letter queue.
-    pub dlq_url: String,
-    /// `s3://bucket/prefix` it reads.
-    pub input: String,
-    /// `s3://bucket/prefix` it writes.
-    pub output: String,
-}
-
-/// The ghost deployment beside prod.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GhostOut {
-    /// The ghost bucket.
-    pub bucket: String,
-    /// Ghost stages by name.
-    pub stages: BTreeMap<String, StageOut>,
-}
+pub use sluice::deployment::{Buckets, GhostOut, StageOut};
 
 /// What `terraform output -json` of `infra/envs/local` says.
 #[derive(Debug, Clone)]
@@ -89,26 +61,15 @@ impl Deployment {
         let path = std::env::var("SLUICE_E2E_OUTPUTS").map_err(|_| {
             anyhow!("SLUICE_E2E_OUTPUTS is not set: run the end-to-end tests with `make e2e`, which deploys to LocalStack first")
         })?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let raw: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(&text).with_context(|| format!("parsing {path}"))?;
-        let value = |name: &str| -> Result<serde_json::Value> {
-            raw.get(name)
-                .and_then(|o| o.get("value"))
-                .cloned()
-                .ok_or_else(|| anyhow!("{path}: no output {name:?}"))
-        };
-        let ghost = value("ghost")?;
+        let d = sluice::deployment::Deployment::load(std::path::Path::new(&path))?;
         Ok(Deployment {
-            endpoint: serde_json::from_value(value("endpoint")?)?,
-            region: serde_json::from_value(value("region")?)?,
-            buckets: serde_json::from_value(value("buckets")?)?,
-            stages: serde_json::from_value(value("stages")?)?,
-            ghost: if ghost.is_null() {
-                None
-            } else {
-                Some(serde_json::from_value(ghost)?)
-            },
+            endpoint: d.endpoint.ok_or_else(|| {
+                anyhow!("{path}: no endpoint output: not a LocalStack deployment")
+            })?,
+            region: d.region.unwrap_or_else(|| "us-east-1".into()),
+            buckets: d.buckets,
+            stages: d.stages,
+            ghost: d.ghost,
         })
     }
 

@@ -12,16 +12,7 @@ use sluice::lineage::{keys, SourceIdentity};
 use sluice::runner::Manifest;
 use sluice::store::{ObjectMeta, ObjectStoreExt};
 use sluice::trigger::{s3_notification, ObjectRef};
-use sluice_e2e::{gzip, split_uri, trips, Ctx, FlakyS3};
-
-/// A key prefix no earlier run against the same LocalStack has used.
-fn run_prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("raw/trips/e2e-{test}-{nanos:x}/")
-}
+use sluice_e2e::{gzip, run_prefix, split_uri, trips, Ctx, FlakyS3};
 
 async fn connect() -> Ctx {
     let ctx = match Ctx::new().await {

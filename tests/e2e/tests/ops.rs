@@ -11,15 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use sluice::lineage::SourceIdentity;
 use sluice::runner::dead_letter_marker_key_in;
-use sluice_e2e::{split_uri, trips, Ctx, STAGE_TIMEOUT};
-
-fn run_prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("raw/trips/e2e-{test}-{nanos:x}/")
-}
+use sluice_e2e::{run_prefix, split_uri, trips, Ctx, STAGE_TIMEOUT};
 
 async fn connect() -> Ctx {
     match Ctx::new().await {
