@@ -39,6 +39,8 @@ struct StageStatus {
     queue: Option<(u64, u64, u64)>,
     /// Inputs with neither a manifest nor a dead-letter marker.
     backlog: u64,
+    /// When the oldest input of the backlog landed.
+    backlog_oldest: Option<DateTime<Utc>>,
     inputs: u64,
     dlq_depth: u64,
     dlq_oldest: Option<DateTime<Utc>>,
@@ -69,7 +71,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             stage: stage.clone(),
             ..Default::default()
         };
-        (s.inputs, s.backlog) = backlog(&target, &places).await?;
+        let b = backlog(&target, &places).await?;
+        (s.inputs, s.backlog, s.backlog_oldest) = (b.inputs, b.pending, b.oldest);
         if let Target::Aws(a) = &target {
             s.queue = Some(queue_depth(a, a.queue_url(&stage)?).await?);
         }
@@ -93,7 +96,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .map(|s| {
                 json!({"stage": s.stage,
                     "queue": s.queue.map(|(v, f, d)| json!({"visible": v, "in_flight": f, "delayed": d})),
-                    "inputs": s.inputs, "backlog": s.backlog, "dlq_depth": s.dlq_depth,
+                    "inputs": s.inputs, "backlog": s.backlog,
+                    "backlog_oldest_age_s": s.backlog_oldest.map(|t| (now - t).num_seconds()),
+                    "dlq_depth": s.dlq_depth,
                     "dlq_oldest_age_s": s.dlq_oldest.map(|t| (now - t).num_seconds()),
                     "last_breach": s.last_breach})
             })
@@ -106,8 +111,14 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             now.to_rfc3339()
         );
         println!(
-            "{:<8} {:>22} {:>8} {:>8} {:>6} {:>12}",
-            "stage", "queue vis/flight/delay", "inputs", "backlog", "DLQ", "DLQ oldest"
+            "{:<8} {:>22} {:>8} {:>8} {:>15} {:>6} {:>12}",
+            "stage",
+            "queue vis/flight/delay",
+            "inputs",
+            "backlog",
+            "backlog oldest",
+            "DLQ",
+            "DLQ oldest"
         );
         for s in &rows {
             let queue = match s.queue {
@@ -115,11 +126,14 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 None => "- (in process)".into(),
             };
             println!(
-                "{:<8} {:>22} {:>8} {:>8} {:>6} {:>12}",
+                "{:<8} {:>22} {:>8} {:>8} {:>15} {:>6} {:>12}",
                 s.stage,
                 queue,
                 s.inputs,
                 s.backlog,
+                s.backlog_oldest
+                    .map(|t| age(now - t))
+                    .unwrap_or_else(|| "-".into()),
                 s.dlq_depth,
                 s.dlq_oldest
                     .map(|t| age(now - t))
@@ -156,7 +170,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 async fn is_busy(target: &Target) -> anyhow::Result<bool> {
     for stage in target.stages() {
         let places = target.stage(&stage)?;
-        if backlog(target, &places).await?.1 > 0 {
+        if backlog(target, &places).await?.pending > 0 {
             return Ok(true);
         }
         if let Target::Aws(a) = target {
@@ -179,9 +193,18 @@ fn age(d: chrono::Duration) -> String {
     }
 }
 
-/// (inputs, inputs with neither manifest nor dead-letter marker). Listing
-/// only: manifests and markers are named by the input key's id.
-async fn backlog(target: &Target, places: &StagePlaces) -> anyhow::Result<(u64, u64)> {
+/// A stage's inputs and those still waiting for it.
+struct Backlog {
+    inputs: u64,
+    /// Inputs with neither a manifest nor a dead-letter marker.
+    pending: u64,
+    /// When the oldest of those landed: on a deployment, about the age of
+    /// the oldest message its trigger queue (or retries) still holds.
+    oldest: Option<DateTime<Utc>>,
+}
+
+/// Listing only: manifests and markers are named by the input key's id.
+async fn backlog(target: &Target, places: &StagePlaces) -> anyhow::Result<Backlog> {
     let store = target.store();
     let done_prefix =
         |what: &str| format!("{}_sluice/{what}/{}/", places.output.prefix, places.name);
@@ -204,7 +227,7 @@ async fn backlog(target: &Target, places: &StagePlaces) -> anyhow::Result<(u64, 
         .into_iter()
         .filter(|m| !is_internal_key(&m.key))
         .collect();
-    let pending = inputs
+    let pending: Vec<_> = inputs
         .iter()
         .filter(|m| {
             let source = sluice::lineage::SourceIdentity {
@@ -216,8 +239,12 @@ async fn backlog(target: &Target, places: &StagePlaces) -> anyhow::Result<(u64, 
             };
             !settled.contains(&source.object_id())
         })
-        .count();
-    Ok((inputs.len() as u64, pending as u64))
+        .collect();
+    Ok(Backlog {
+        inputs: inputs.len() as u64,
+        pending: pending.len() as u64,
+        oldest: pending.iter().filter_map(|m| m.last_modified).min(),
+    })
 }
 
 async fn queue_depth(a: &crate::target::AwsTarget, url: &str) -> anyhow::Result<(u64, u64, u64)> {

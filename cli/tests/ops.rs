@@ -74,6 +74,19 @@ fn redrive_after_a_fix_then_replays_change_nothing() {
     );
     assert!(out.status.success(), "{out:?}");
 
+    // Landed, not yet run: the backlog says so, and it never gets idle alone.
+    let waiting = json(&["status", "--local", d, "--json"], &[], 0);
+    assert_eq!(waiting["stages"][0]["backlog"], 1, "{waiting}");
+    assert!(
+        waiting["stages"][0]["backlog_oldest_age_s"]
+            .as_i64()
+            .unwrap()
+            >= 0,
+        "{waiting}"
+    );
+    let out = sluice(&["status", "--local", d, "--wait-idle", "1"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+
     // The cause: a limit too small for the file. It is dead-lettered.
     let small = [("SLUICE_MAX_OBJECT_BYTES", "1000")];
     let out = sluice(&["run", "--local", d], &small);
@@ -289,6 +302,7 @@ fn redrive_after_a_fix_then_replays_change_nothing() {
     for s in status["stages"].as_array().unwrap() {
         assert_eq!(s["backlog"], 0, "{status}");
         assert_eq!(s["dlq_depth"], 0, "{status}");
+        assert!(s["backlog_oldest_age_s"].is_null(), "{status}");
     }
 }
 
