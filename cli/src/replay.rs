@@ -216,7 +216,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         What::Keys { keys, .. } => {
             let mut items = Vec::new();
             for k in keys {
-                let (bucket, key) = split_key(k, &places)?;
+                let (bucket, key) = places.object(k)?;
                 match target.store().head(&bucket, &key).await {
                     Ok(Some(meta)) => items.push(Item::for_object(object_of(&meta), None)),
                     Ok(None) => items.push(Item {
@@ -431,20 +431,6 @@ fn object_of(m: &ObjectMeta) -> ObjectRef {
     o.size = Some(m.size);
     o.event_time = m.last_modified;
     o
-}
-
-/// `s3://bucket/key`, or a key in the stage's input bucket.
-fn split_key(k: &str, places: &StagePlaces) -> anyhow::Result<(String, String)> {
-    match k.strip_prefix("s3://") {
-        Some(rest) => match rest.split_once('/') {
-            Some((b, key)) if !b.is_empty() && !key.is_empty() => {
-                Ok((b.to_string(), key.to_string()))
-            }
-            _ => bail!("{k:?} is not s3://bucket/key"),
-        },
-        None if k.is_empty() => bail!("an empty key"),
-        None => Ok((places.input.bucket.clone(), k.to_string())),
-    }
 }
 
 /// What the stage's manifest says of the item's object version, if it is

@@ -230,14 +230,8 @@ async fn backlog(target: &Target, places: &StagePlaces) -> anyhow::Result<Backlo
     let pending: Vec<_> = inputs
         .iter()
         .filter(|m| {
-            let source = sluice::lineage::SourceIdentity {
-                bucket: m.bucket.clone(),
-                key: m.key.clone(),
-                etag: None,
-                version_id: None,
-                sequencer: None,
-            };
-            !settled.contains(&source.object_id())
+            !settled
+                .contains(&sluice::lineage::SourceIdentity::of_key(&m.bucket, &m.key).object_id())
         })
         .collect();
     Ok(Backlog {

@@ -45,6 +45,23 @@ pub struct StagePlaces {
     pub quarantine: Location,
 }
 
+impl StagePlaces {
+    /// An input object named `s3://bucket/key`, or by a key in the stage's
+    /// input bucket: (bucket, key).
+    pub fn object(&self, k: &str) -> anyhow::Result<(String, String)> {
+        match k.strip_prefix("s3://") {
+            Some(rest) => match rest.split_once('/') {
+                Some((b, key)) if !b.is_empty() && !key.is_empty() => {
+                    Ok((b.to_string(), key.to_string()))
+                }
+                _ => bail!("{k:?} is not s3://bucket/key"),
+            },
+            None if k.is_empty() => bail!("an empty key"),
+            None => Ok((self.input.bucket.clone(), k.to_string())),
+        }
+    }
+}
+
 /// A dead-letter message, in either form.
 #[derive(Debug, Clone)]
 pub enum DeadLetter {
@@ -408,34 +425,82 @@ impl AwsTarget {
         Ok(out)
     }
 
+    /// The receipt handles of SQS entries, in batches of ten (the SQS limit).
+    fn handle_batches<'a>(entries: &'a [&DlqEntry]) -> Vec<Vec<&'a str>> {
+        let handles: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| match &e.handle {
+                Handle::Sqs(h) => Some(h.as_str()),
+                Handle::Line(_) => None,
+            })
+            .collect();
+        handles.chunks(10).map(<[&str]>::to_vec).collect()
+    }
+
     async fn dlq_delete(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
+        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry as Entry;
         let url = self.dlq_url(stage)?;
-        for e in entries {
-            if let Handle::Sqs(h) = &e.handle {
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(h)
-                    .send()
-                    .await
-                    .with_context(|| format!("deleting a message from {url}"))?;
+        for batch in Self::handle_batches(entries) {
+            let batch = batch
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    Entry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .context("building a delete batch")?;
+            let resp = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(batch))
+                .send()
+                .await
+                .with_context(|| format!("deleting messages from {url}"))?;
+            if let Some(f) = resp.failed.first() {
+                bail!(
+                    "deleting a message from {url}: {} {}",
+                    f.code,
+                    f.message.as_deref().unwrap_or("")
+                );
             }
         }
         Ok(())
     }
 
     async fn dlq_release(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
         let url = self.dlq_url(stage)?;
-        for e in entries {
-            if let Handle::Sqs(h) = &e.handle {
-                self.sqs
-                    .change_message_visibility()
-                    .queue_url(url)
-                    .receipt_handle(h)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .with_context(|| format!("releasing a message of {url}"))?;
+        for batch in Self::handle_batches(entries) {
+            let batch = batch
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    Entry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .visibility_timeout(0)
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .context("building a release batch")?;
+            let resp = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(batch))
+                .send()
+                .await
+                .with_context(|| format!("releasing messages of {url}"))?;
+            if let Some(f) = resp.failed.first() {
+                bail!(
+                    "releasing a message of {url}: {} {}",
+                    f.code,
+                    f.message.as_deref().unwrap_or("")
+                );
             }
         }
         Ok(())

@@ -172,17 +172,8 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<ExitCode> {
 /// key: manifests are named by the input key's id).
 async fn correlation_of_key(target: &Target, key: &str) -> anyhow::Result<String> {
     let ingest = target.stage("ingest")?;
-    let (bucket, key) = match key.strip_prefix("s3://").and_then(|r| r.split_once('/')) {
-        Some((b, k)) => (b.to_string(), k.to_string()),
-        None => (ingest.input.bucket.clone(), key.to_string()),
-    };
-    let source = SourceIdentity {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        etag: None,
-        version_id: None,
-        sequencer: None,
-    };
+    let (bucket, key) = ingest.object(key)?;
+    let source = SourceIdentity::of_key(&bucket, &key);
     let mkey = manifest_key_in(&ingest.output.prefix, "ingest", &source);
     let bytes = match target.store().get_bytes(&ingest.output.bucket, &mkey).await {
         Ok(b) => b,

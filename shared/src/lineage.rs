@@ -52,6 +52,18 @@ pub struct SourceIdentity {
 }
 
 impl SourceIdentity {
+    /// A key with no version known: enough for [`SourceIdentity::object_id`],
+    /// and so for finding the manifest or dead-letter marker of any version.
+    pub fn of_key(bucket: &str, key: &str) -> Self {
+        SourceIdentity {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            etag: None,
+            version_id: None,
+            sequencer: None,
+        }
+    }
+
     /// The identity of an event's object, completed from its current metadata.
     pub fn from_event(obj: &ObjectRef, current: Option<&ObjectMeta>) -> Self {
         SourceIdentity {

@@ -259,13 +259,7 @@ impl Ctx {
     ) -> Result<Manifest> {
         let st = self.stage_like(stage)?;
         let (bucket, prefix) = split_uri(&st.output)?;
-        let source = SourceIdentity {
-            bucket: input_bucket.into(),
-            key: input_key.into(),
-            etag: None,
-            version_id: None,
-            sequencer: None,
-        };
+        let source = SourceIdentity::of_key(input_bucket, input_key);
         let key = manifest_key_in(&prefix, stage_name(stage), &source);
         let started = Instant::now();
         loop {

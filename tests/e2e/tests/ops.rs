@@ -52,13 +52,7 @@ fn cli_json(args: &[&str], code: i32) -> Result<Value> {
 async fn wait_dead_lettered(ctx: &Ctx, key: &str) -> Result<()> {
     let ingest = ctx.dep.stage("ingest");
     let (bucket, prefix) = split_uri(&ingest.output)?;
-    let source = SourceIdentity {
-        bucket: ctx.dep.buckets.landing.clone(),
-        key: key.into(),
-        etag: None,
-        version_id: None,
-        sequencer: None,
-    };
+    let source = SourceIdentity::of_key(&ctx.dep.buckets.landing, key);
     let marker = dead_letter_marker_key_in(&prefix, "ingest", &source);
     let started = Instant::now();
     while ctx.store.head(&bucket, &marker).await?.is_none() {
