@@ -68,6 +68,10 @@ pub fn local_config(stage: &str, dir: &Path) -> anyhow::Result<Config> {
     if stage == "profile" {
         vars.push(("SLUICE_ALERTS", alerts));
     }
+    // Every stage but the first acts only on what the one before committed.
+    if let Some(i) = STAGES.iter().position(|s| *s == stage).filter(|i| *i > 0) {
+        vars.push(("SLUICE_UPSTREAM", STAGES[i - 1].to_string()));
+    }
     // The limits and the code version may be tuned from the environment, as
     // on Lambda; the layout may not.
     for name in LOCAL_TUNABLES {
@@ -117,7 +121,9 @@ impl StageSummary {
                 ObjectOutcome::AlreadyProcessed | ObjectOutcome::AlreadyDeadLettered => {
                     self.already += 1
                 }
-                ObjectOutcome::Stale(_) | ObjectOutcome::Skipped(_) => self.skipped += 1,
+                ObjectOutcome::Stale(_)
+                | ObjectOutcome::Skipped(_)
+                | ObjectOutcome::Retracted(_) => self.skipped += 1,
                 ObjectOutcome::DeadLettered(e) => {
                     self.dead_lettered += 1;
                     self.errors.push(e.to_string());

@@ -167,5 +167,8 @@ fn describe(o: &sluice::runner::ObjectOutcome) -> String {
         DeadLettered(e) => format!("dead-lettered: {e}"),
         AlreadyDeadLettered => "already dead-lettered (no new envelope)".into(),
         Failed(e) => format!("failed (would be retried): {e}"),
+        Retracted(n) => {
+            format!("retracted: its input was removed upstream; {n} derived output(s) removed")
+        }
     }
 }

@@ -26,9 +26,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use sluice::config::Location;
 use sluice::dlq::Envelope;
-use sluice::idempotent::{self, Plan, Skip};
 use sluice::lineage::SourceIdentity;
-use sluice::runner::{dead_letter_marker_key_in, is_internal_key, manifest_key_in, ObjectOutcome};
+use sluice::runner::{dead_letter_marker_key_in, is_internal_key, ObjectOutcome};
 use sluice::store::{ObjectMeta, ObjectStoreExt};
 use sluice::trigger::{self, s3_notification, ObjectRef, REDRIVE_ATTRIBUTE};
 
@@ -450,19 +449,37 @@ async fn precheck(
     if source.etag.is_none() {
         return Ok(None);
     }
-    let mkey = manifest_key_in(&places.output.prefix, &places.name, &source);
-    let plan = idempotent::plan(
-        target.store().as_ref(),
+    let store = target.store();
+    let ledger = sluice::commit::Ledger::new(
+        store.clone(),
         &places.output.bucket,
-        &mkey,
-        &source,
-    )
-    .await
-    .with_context(|| format!("checking the manifest of {}", item.label))?;
-    Ok(match plan {
-        Plan::Skip(Skip::AlreadyProcessed) => Some(Outcome::Already),
-        Plan::Skip(Skip::Superseded) => Some(Outcome::Stale),
-        Plan::Write(_) => None,
+        &places.output.prefix,
+        &places.name,
+    );
+    let manifest = ledger
+        .read(&source)
+        .await
+        .with_context(|| format!("checking the manifest of {}", item.label))?;
+    if let Some((m, _)) = &manifest {
+        if m.state == sluice::commit::ManifestState::Committed && m.source.same_content(&source) {
+            return Ok(Some(Outcome::Already));
+        }
+    }
+    // Not committed: stale if the object has moved on to another version
+    // (the runner would say so too), else worth sending.
+    let now = store
+        .head(&source.bucket, &source.key)
+        .await
+        .with_context(|| format!("looking up {}", item.label))?;
+    let current = now.map(|m| {
+        SourceIdentity::from_event(
+            &sluice::ObjectRef::new(&source.bucket, &source.key),
+            Some(&m),
+        )
+    });
+    Ok(match current {
+        Some(c) if !c.same_content(&source) => Some(Outcome::Stale),
+        _ => None,
     })
 }
 
@@ -481,7 +498,12 @@ async fn deliver(
             let outcome = match report.outcomes.first().map(|(_, o)| o) {
                 Some(ObjectOutcome::Processed { .. }) => Outcome::New,
                 Some(ObjectOutcome::AlreadyProcessed) => Outcome::Already,
-                Some(ObjectOutcome::Stale(_) | ObjectOutcome::Skipped(_)) | None => Outcome::Stale,
+                Some(
+                    ObjectOutcome::Stale(_)
+                    | ObjectOutcome::Skipped(_)
+                    | ObjectOutcome::Retracted(_),
+                )
+                | None => Outcome::Stale,
                 Some(ObjectOutcome::DeadLettered(e) | ObjectOutcome::Failed(e)) => {
                     Outcome::FailedAgain(e.to_string())
                 }

@@ -53,6 +53,9 @@ pub struct RawConfig {
     pub code_version: Option<String>,
     /// `emf` (default) or `off`.
     pub metrics: Option<String>,
+    /// The stage whose committed outputs are this stage's input (unset for
+    /// a stage fed by producers, such as ingest).
+    pub upstream: Option<String>,
 }
 
 impl RawConfig {
@@ -251,6 +254,11 @@ pub struct Config {
     pub code_version: String,
     /// Emit EMF metrics.
     pub emf_metrics: bool,
+    /// The stage whose committed outputs this stage consumes (`SLUICE_UPSTREAM`);
+    /// `None` for a stage fed by producers. A stage with an upstream acts only
+    /// on outputs its upstream has committed, and retracts what it derived
+    /// from an input its upstream deletes.
+    pub upstream: Option<String>,
 }
 
 fn parse_num<T>(var: &str, v: Option<&str>, default: T, min: T) -> Result<T>
@@ -414,6 +422,27 @@ impl Config {
                 .code_version
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
             emf_metrics,
+            upstream: match raw.upstream.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(u) if u == stage => {
+                    return Err(Error::config(
+                        "SLUICE_UPSTREAM",
+                        format!("{u:?} is this stage itself"),
+                    ))
+                }
+                Some(u)
+                    if u.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    Some(u.to_string())
+                }
+                Some(u) => {
+                    return Err(Error::config(
+                        "SLUICE_UPSTREAM",
+                        format!("{u:?} is not a stage name (letters, digits, - and _)"),
+                    ))
+                }
+            },
         };
         config.check_guards()?;
         Ok(config)

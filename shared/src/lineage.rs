@@ -114,6 +114,33 @@ impl SourceIdentity {
         )
     }
 
+    /// A short tag naming this version by its content (the ETag, else the
+    /// version id). Outputs of an input version carry it in their keys, so
+    /// two versions of one input never write the same output key: a
+    /// version can neither overwrite nor delete another version's output.
+    pub fn content_tag(&self) -> String {
+        short_hash(&[self.content_version().as_bytes()], 12)
+    }
+
+    /// `<object id>-<content tag>`: the stem of the output keys of this
+    /// version of the input.
+    pub fn output_id(&self) -> String {
+        format!("{}-{}", self.object_id(), self.content_tag())
+    }
+
+    /// Whether `other` is the same content of the same key (a duplicate
+    /// event, or the same bytes uploaded again). Without an ETag on either
+    /// side, version ids decide; with neither, nothing is known to be equal.
+    pub fn same_content(&self, other: &SourceIdentity) -> bool {
+        if self.bucket != other.bucket || self.key != other.key {
+            return false;
+        }
+        match (&self.etag, &other.etag) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.version_id.is_some() && self.version_id == other.version_id,
+        }
+    }
+
     /// The version as content: the ETag, else the version id.
     fn content_version(&self) -> &str {
         self.etag

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::commit::{Ledger, ManifestState, Swap};
 use crate::config::{Config, Sink, StoreKind};
 use crate::dlq::{DeadLetterSink, Envelope, FileDeadLetter, SqsDeadLetter};
 use crate::error::{disposition, Disposition, Error, ErrorKind, Result};
-use crate::idempotent::{self, Plan, Skip, StreamedOutput, WriteOutcome};
+use crate::idempotent::{self, StreamedOutput, WriteOutcome};
 use crate::lineage::{keys, Lineage, SourceIdentity};
 use crate::retry::retry;
 use crate::store::{
@@ -134,6 +135,22 @@ pub struct Manifest {
     pub processed_at: chrono::DateTime<Utc>,
     /// When the original file landed.
     pub origin_time: Option<chrono::DateTime<Utc>>,
+    /// Committed, dead-lettered or retracted (see [`crate::commit`]).
+    #[serde(default)]
+    pub state: ManifestState,
+    /// Outputs of the version this manifest replaced, still to be removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_cleanup: Vec<OutputRef>,
+    /// Whether everything older versions left has been removed.
+    #[serde(default = "yes")]
+    pub clean: bool,
+    /// The stage that wrote the input, when it is a stage's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_stage: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where the manifest of an input lives for a stage.
@@ -179,10 +196,11 @@ pub struct DeadLetterMarker {
     pub message: String,
 }
 
-/// Keys with a path segment starting with `_` (`_sluice/`, `_quarantine/`)
-/// are bookkeeping, never stage input.
+/// Keys (relative to a stage's input or output prefix) under `_sluice/` or
+/// `_quarantine/` are bookkeeping, never stage input. Any other key is data,
+/// whatever its segments look like (`raw/trips/_2024/x.csv` is data).
 pub fn is_internal_key(key: &str) -> bool {
-    key.split('/').any(|seg| seg.starts_with('_'))
+    key.starts_with("_sluice/") || key.starts_with("_quarantine/")
 }
 
 /// The per-object view a stage works through.
@@ -202,6 +220,7 @@ pub struct ObjectContext {
     /// Where stage-specific metrics go (EMF on Lambda).
     pub metrics: Arc<dyn MetricsSink>,
     outputs: BTreeSet<OutputRef>,
+    ledger: Ledger,
 }
 
 impl ObjectContext {
@@ -271,11 +290,20 @@ impl ObjectContext {
         self.object.location()
     }
 
-    fn claim(&mut self, bucket: &str, key: &str) {
-        self.outputs.insert(OutputRef {
+    /// Record that this input version owns an output, before it is written
+    /// (see [`crate::commit`]): a crash after the write then never leaves
+    /// an output nothing points at.
+    async fn claim(&mut self, bucket: &str, key: &str) -> Result<()> {
+        let output = OutputRef {
             bucket: bucket.to_string(),
             key: key.to_string(),
-        });
+        };
+        if self.outputs.contains(&output) {
+            return Ok(());
+        }
+        self.ledger.claim(&self.lineage.source, &output).await?;
+        self.outputs.insert(output);
+        Ok(())
     }
 
     /// Write a small output idempotently.
@@ -287,7 +315,7 @@ impl ObjectContext {
         content_type: Option<&str>,
         extra: &Metadata,
     ) -> Result<WriteOutcome> {
-        self.claim(bucket, key);
+        self.claim(bucket, key).await?;
         idempotent::write_bytes(
             self.store.as_ref(),
             bucket,
@@ -309,7 +337,7 @@ impl ObjectContext {
         content_type: Option<&str>,
         extra: &Metadata,
     ) -> Result<Option<StreamedOutput>> {
-        self.claim(bucket, key);
+        self.claim(bucket, key).await?;
         Ok(idempotent::begin_stream(
             self.store.as_ref(),
             bucket,
@@ -351,6 +379,9 @@ pub enum ObjectOutcome {
     AlreadyDeadLettered,
     /// Failed after retries; left for the queue to redeliver.
     Failed(Error),
+    /// The input was removed by its upstream stage: everything this stage
+    /// derived from it was removed (this many outputs).
+    Retracted(usize),
 }
 
 /// The result of one invocation.
@@ -377,6 +408,7 @@ impl InvocationReport {
                 ObjectOutcome::DeadLettered(_) => "dead_lettered",
                 ObjectOutcome::AlreadyDeadLettered => "already_dead_lettered",
                 ObjectOutcome::Failed(_) => "failed",
+                ObjectOutcome::Retracted(_) => "retracted",
             };
             let n = s.get(name).and_then(Value::as_u64).unwrap_or(0);
             s.insert(name.into(), Value::from(n + 1));
@@ -391,6 +423,19 @@ impl InvocationReport {
             _ => None,
         })
     }
+}
+
+/// How a commit ended.
+enum Committed {
+    /// This version's manifest is in place (and its cleanup done).
+    Won(Manifest),
+    /// A duplicate delivery of the same version committed first.
+    Duplicate,
+    /// A newer version or a retraction committed; this version's outputs are not wanted.
+    Lost {
+        /// The manifest that won, if any.
+        winner: Option<Manifest>,
+    },
 }
 
 /// Runs one stage.
@@ -581,7 +626,18 @@ impl<S: Stage> Runner<S> {
                                     }
                                     .emit(metrics);
                                     self.mark_dead_lettered(obj, &err).await;
-                                    ObjectOutcome::DeadLettered(err)
+                                    // Commit the failure, so nothing an older
+                                    // version produced outlives it. If that
+                                    // fails, the redelivery (which finds the
+                                    // marker) commits it.
+                                    match self.commit_dead_letter(obj).await {
+                                        Ok(()) => ObjectOutcome::DeadLettered(err),
+                                        Err(e) if err.kind() != ErrorKind::NotFound => {
+                                            tracing::warn!(error = %e, "dead-lettered, but could not commit that yet");
+                                            ObjectOutcome::Failed(e)
+                                        }
+                                        Err(_) => ObjectOutcome::DeadLettered(err),
+                                    }
                                 }
                                 // Not recorded anywhere: it must be redelivered, not acknowledged.
                                 Err(dlq_err) => {
@@ -671,6 +727,22 @@ impl<S: Stage> Runner<S> {
         self.rt.dlq.send(&env).await
     }
 
+    /// The ledger of this stage: manifests and claims under its output.
+    fn ledger(&self) -> Ledger {
+        let cfg = &self.rt.config;
+        Ledger::new(
+            self.rt.store.clone(),
+            &cfg.output.bucket,
+            &cfg.output.prefix,
+            self.stage.name(),
+        )
+    }
+
+    /// The input as it is now, or `None` if it no longer exists.
+    async fn current(&self, obj: &ObjectRef) -> Result<Option<ObjectMeta>> {
+        self.rt.store.head(&obj.bucket, &obj.key).await
+    }
+
     /// One attempt at one object.
     async fn process_once(
         &self,
@@ -689,6 +761,14 @@ impl<S: Stage> Runner<S> {
             .emit(metrics);
             Ok(ObjectOutcome::Skipped(reason))
         };
+        let stale = |reason: String| {
+            StaleEventIgnored {
+                stage,
+                reason: &reason,
+            }
+            .emit(metrics);
+            Ok(ObjectOutcome::Stale(reason))
+        };
         if !cfg.input.contains(&obj.bucket, &obj.key) {
             return skip(format!(
                 "{} is outside this stage's input {}",
@@ -696,7 +776,8 @@ impl<S: Stage> Runner<S> {
                 cfg.input
             ));
         }
-        if is_internal_key(&obj.key) {
+        let relative = obj.key.strip_prefix(&cfg.input.prefix).unwrap_or(&obj.key);
+        if is_internal_key(relative) {
             return skip(format!("{} is bookkeeping, not data", obj.location()));
         }
         if !self.stage.accepts(&obj.key) {
@@ -705,37 +786,62 @@ impl<S: Stage> Runner<S> {
                 obj.location()
             ));
         }
+        let ledger = self.ledger();
+        if obj.is_removal() {
+            return self.process_removal(obj, &ledger).await;
+        }
         let started = Instant::now();
-        let input = self
-            .rt
-            .store
-            .head(&obj.bucket, &obj.key)
-            .await?
-            .ok_or_else(|| Error::Storage {
+        let Some(input) = self.current(obj).await? else {
+            if cfg.upstream.is_some() {
+                // Its upstream removed it (a newer version replaced it); the
+                // removal event retracts whatever was derived from it.
+                return stale(format!(
+                    "{} no longer exists: its upstream stage removed it",
+                    obj.location()
+                ));
+            }
+            return Err(Error::Storage {
                 op: "head",
                 location: obj.location(),
                 kind: ErrorKind::NotFound,
                 message: "the object in the event no longer exists".into(),
                 source: None,
-            })?;
-        let changed = match (&obj.version_id, &input.version_id) {
-            (Some(event), Some(now)) if event != now => Some(format!("version {event}, now {now}")),
-            _ => obj
-                .etag
-                .as_ref()
-                .filter(|etag| **etag != input.etag)
-                .map(|etag| format!("etag {etag}, now {}", input.etag)),
+            });
         };
-        if let Some(change) = changed {
-            let reason = format!("{} has changed since this event ({change})", obj.location());
-            StaleEventIgnored {
-                stage,
-                reason: &reason,
-            }
-            .emit(metrics);
-            return Ok(ObjectOutcome::Stale(reason));
-        }
+        let event_source = SourceIdentity::from_event(obj, None);
         let source = SourceIdentity::from_event(obj, Some(&input));
+        let current_source =
+            SourceIdentity::from_event(&ObjectRef::new(&obj.bucket, &obj.key), Some(&input));
+        if !source.same_content(&current_source) {
+            // A late event for a version that is no longer current: whatever
+            // it may have written before a crash is its own to remove.
+            let removed = if event_source.etag.is_some() || event_source.version_id.is_some() {
+                self.sweep_own(&ledger, &event_source, &BTreeSet::new(), &current_source)
+                    .await?
+            } else {
+                0
+            };
+            return stale(format!(
+                "{} has changed since this event (etag {}, now {}){}",
+                obj.location(),
+                source.etag.as_deref().unwrap_or("-"),
+                input.etag,
+                if removed > 0 {
+                    format!("; removed {removed} output(s) it had left")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        // Replays carry no version: they are resolved to the current one, so
+        // they can never resurrect an older version.
+        let source = current_source;
+        let input_stage = input.metadata.get(keys::STAGE).cloned();
+        if let Some(up) = &cfg.upstream {
+            if let Some(reason) = self.upstream_commit(obj, &input, up).await? {
+                return stale(reason);
+            }
+        }
         let lineage = Lineage::for_input(
             source,
             Some(&input.metadata),
@@ -745,33 +851,36 @@ impl<S: Stage> Runner<S> {
         );
         tracing::Span::current().record("correlation_id", lineage.correlation_id.as_str());
 
-        // The manifest is the commit point: if it is there for this version, so is everything else.
-        let mkey = manifest_key(cfg, &lineage.source);
-        let previous = match idempotent::plan(
-            self.rt.store.as_ref(),
-            &cfg.output.bucket,
-            &mkey,
-            &lineage.source,
-        )
-        .await?
-        {
-            Plan::Skip(Skip::AlreadyProcessed) => {
-                AlreadyProcessed { stage }.emit(metrics);
-                return Ok(ObjectOutcome::AlreadyProcessed);
-            }
-            Plan::Skip(Skip::Superseded) => {
-                let reason = "a newer version of this input has already been processed".to_string();
-                StaleEventIgnored {
-                    stage,
-                    reason: &reason,
+        // The manifest is the commit point: if it is there for this content,
+        // so is everything else (once its cleanup is done).
+        if let Some((m, etag)) = ledger.read(&lineage.source).await? {
+            if m.source.same_content(&lineage.source) {
+                match m.state {
+                    ManifestState::Committed => {
+                        if !m.clean {
+                            self.finish_cleanup(&ledger, &lineage, m, etag).await?;
+                        }
+                        AlreadyProcessed { stage }.emit(metrics);
+                        return Ok(ObjectOutcome::AlreadyProcessed);
+                    }
+                    ManifestState::DeadLettered
+                        if !redrive && m.code_version == cfg.code_version =>
+                    {
+                        if !m.clean {
+                            self.finish_cleanup(&ledger, &lineage, m, etag).await?;
+                        }
+                        tracing::info!(
+                            "already dead-lettered with this code version; not sending again"
+                        );
+                        return Ok(ObjectOutcome::AlreadyDeadLettered);
+                    }
+                    _ => {}
                 }
-                .emit(metrics);
-                return Ok(ObjectOutcome::Stale(reason));
             }
-            Plan::Write(crate::store::PutMode::Update { .. }) => self.read_manifest(&mkey).await,
-            Plan::Write(_) => None,
-        };
+        }
         if !redrive && self.already_dead_lettered(&lineage.source).await {
+            // The envelope exists; make sure the dead-letter commit does too.
+            self.commit_dead_letter(obj).await?;
             tracing::info!("already dead-lettered with this code version; not sending again");
             return Ok(ObjectOutcome::AlreadyDeadLettered);
         }
@@ -785,17 +894,24 @@ impl<S: Stage> Runner<S> {
             deadline,
             metrics: self.rt.metrics.clone(),
             outputs: BTreeSet::new(),
+            ledger: ledger.clone(),
         };
-        let counts = match AssertUnwindSafe(self.stage.process(&mut ctx))
+        let processed = match AssertUnwindSafe(self.stage.process(&mut ctx))
             .catch_unwind()
             .await
         {
-            Ok(r) => r?,
-            Err(panic) => {
-                return Err(Error::Panic {
-                    location: obj.location(),
-                    message: crate::error::panic_message(panic.as_ref()),
-                });
+            Ok(r) => r,
+            Err(panic) => Err(Error::Panic {
+                location: obj.location(),
+                message: crate::error::panic_message(panic.as_ref()),
+            }),
+        };
+        let counts = match processed {
+            Ok(c) => c,
+            Err(e) => {
+                // Whatever this attempt wrote is claimed: a retry writes the
+                // same keys, a dead-letter commit removes them.
+                return Err(e);
             }
         };
         if !counts.balanced() {
@@ -822,58 +938,418 @@ impl<S: Stage> Runner<S> {
             duration_ms: duration.as_millis() as u64,
             processed_at: Utc::now(),
             origin_time: ctx.lineage.origin_time,
+            state: ManifestState::Committed,
+            pending_cleanup: Vec::new(),
+            clean: false,
+            input_stage,
         };
-        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| {
-            Error::other(
-                ErrorKind::Internal,
-                "cannot encode manifest",
-                Some(Box::new(e)),
-            )
-        })?;
-        let mut extra = Metadata::new();
-        extra.insert(keys::DURATION_MS.into(), manifest.duration_ms.to_string());
-        idempotent::write_bytes(
-            self.rt.store.as_ref(),
-            &cfg.output.bucket,
-            &mkey,
-            body.into(),
-            &ctx.lineage,
-            &extra,
-            Some("application/json"),
-        )
-        .await?;
-        // Outputs of the replaced version that this version did not produce
-        // (a partition that no longer occurs, say) would be stale: remove them.
-        if let Some(prev) = previous {
-            for old in prev.outputs.iter().filter(|o| !ctx.outputs.contains(*o)) {
-                self.rt.store.delete(&old.bucket, &old.key).await?;
+        match self.commit(obj, &ledger, &ctx.lineage, manifest).await? {
+            Committed::Won(manifest) => {
+                let lag = ctx
+                    .lineage
+                    .origin_time
+                    .and_then(|t| (Utc::now() - t).to_std().ok());
+                ObjectProcessed {
+                    stage,
+                    counts,
+                    duration,
+                    lag,
+                }
+                .emit(metrics);
+                Ok(ObjectOutcome::Processed {
+                    counts,
+                    manifest: Box::new(manifest),
+                })
+            }
+            Committed::Duplicate => {
+                AlreadyProcessed { stage }.emit(metrics);
+                Ok(ObjectOutcome::AlreadyProcessed)
+            }
+            Committed::Lost { winner } => {
+                let keep: BTreeSet<OutputRef> = winner
+                    .as_ref()
+                    .map(|m| m.outputs.iter().cloned().collect())
+                    .unwrap_or_default();
+                let mut removed = ledger.remove(ctx.outputs.iter(), &keep).await?;
+                let current = match self.current(obj).await? {
+                    Some(now) => SourceIdentity::from_event(
+                        &ObjectRef::new(&obj.bucket, &obj.key),
+                        Some(&now),
+                    ),
+                    None => SourceIdentity::of_key(&obj.bucket, &obj.key),
+                };
+                removed += self
+                    .sweep_own(&ledger, &ctx.lineage.source, &keep, &current)
+                    .await?;
+                stale(format!(
+                    "{}: a newer version (or a removal) committed first; removed the {removed} output(s) this version wrote",
+                    obj.location()
+                ))
             }
         }
-        let lag = ctx
-            .lineage
-            .origin_time
-            .and_then(|t| (Utc::now() - t).to_std().ok());
-        ObjectProcessed {
-            stage,
-            counts,
-            duration,
-            lag,
-        }
-        .emit(metrics);
-        Ok(ObjectOutcome::Processed {
-            counts,
-            manifest: Box::new(manifest),
-        })
     }
 
-    async fn read_manifest(&self, key: &str) -> Option<Manifest> {
-        let bytes = self
-            .rt
-            .store
-            .get_bytes(&self.rt.config.output.bucket, key)
+    /// A stale version's cleanup: remove the outputs its own claims name,
+    /// except those `keep` lists, unless `current` (the input's version now)
+    /// has the same content and so owns the same keys.
+    async fn sweep_own(
+        &self,
+        ledger: &Ledger,
+        version: &SourceIdentity,
+        keep: &BTreeSet<OutputRef>,
+        current: &SourceIdentity,
+    ) -> Result<usize> {
+        if version.same_content(current) {
+            return Ok(0);
+        }
+        let tag = version.content_tag();
+        let claims = ledger.claims(version).await?;
+        ledger
+            .remove(
+                claims.iter().filter(|c| c.tag == tag).map(|c| &c.output),
+                keep,
+            )
             .await
-            .ok()?;
-        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Check that the upstream stage has committed `input` (the output of
+    /// its current version). `Ok(Some(reason))`: it never will (a newer
+    /// upstream version replaced it). Not yet committed is a retryable
+    /// error: the upstream is still finishing.
+    async fn upstream_commit(
+        &self,
+        obj: &ObjectRef,
+        input: &ObjectMeta,
+        upstream: &str,
+    ) -> Result<Option<String>> {
+        let cfg = &self.rt.config;
+        let Some(up_source) = SourceIdentity::from_metadata(&input.metadata) else {
+            // Not written by a Sluice stage (a hand-placed file): nothing to wait for.
+            return Ok(None);
+        };
+        let up = Ledger::new(
+            self.rt.store.clone(),
+            &cfg.input.bucket,
+            &cfg.input.prefix,
+            upstream,
+        );
+        let me = OutputRef {
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+        };
+        match up.read(&up_source).await? {
+            Some((m, _))
+                if m.state == ManifestState::Committed
+                    && m.source.same_content(&up_source)
+                    && m.outputs.contains(&me) =>
+            {
+                Ok(None)
+            }
+            Some((m, _))
+                if m.source.same_content(&up_source) && m.state == ManifestState::Committed =>
+            {
+                Ok(Some(format!(
+                    "{}: {upstream} committed its input without this output",
+                    obj.location()
+                )))
+            }
+            _ => Err(Error::other(
+                ErrorKind::Transient,
+                format!(
+                    "{}: {upstream} has not committed it yet (waiting for its manifest)",
+                    obj.location()
+                ),
+                None,
+            )),
+        }
+    }
+
+    /// Commit a finished version by compare-and-swap of its manifest.
+    async fn commit(
+        &self,
+        obj: &ObjectRef,
+        ledger: &Ledger,
+        lineage: &Lineage,
+        mut manifest: Manifest,
+    ) -> Result<Committed> {
+        const ROUNDS: usize = 5;
+        let mut extra = Metadata::new();
+        extra.insert(keys::DURATION_MS.into(), manifest.duration_ms.to_string());
+        for _ in 0..ROUNDS {
+            // Read, then check the input is still this version, then swap
+            // against what was read: a version that stopped being current
+            // before the swap always loses it.
+            let existing = ledger.read(&lineage.source).await?;
+            let still_current = self
+                .current(obj)
+                .await?
+                .is_some_and(|now| lineage.source.etag.as_deref() == Some(now.etag.as_str()));
+            if !still_current {
+                return Ok(Committed::Lost {
+                    winner: existing.map(|(m, _)| m),
+                });
+            }
+            let expected = match &existing {
+                Some((m, _))
+                    if m.state == ManifestState::Committed
+                        && m.source.same_content(&lineage.source) =>
+                {
+                    // A duplicate delivery of this version committed first;
+                    // its outputs are these outputs.
+                    return Ok(Committed::Duplicate);
+                }
+                Some((m, etag)) => {
+                    let ours: BTreeSet<&OutputRef> = manifest.outputs.iter().collect();
+                    manifest.pending_cleanup = m
+                        .outputs
+                        .iter()
+                        .chain(&m.pending_cleanup)
+                        .filter(|o| !ours.contains(o))
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    Some(etag.clone())
+                }
+                None => {
+                    manifest.pending_cleanup.clear();
+                    None
+                }
+            };
+            manifest.clean = false;
+            match ledger
+                .swap(&manifest, expected.as_deref(), lineage, &extra)
+                .await?
+            {
+                Swap::Done(etag) => {
+                    let manifest = self.finish_cleanup(ledger, lineage, manifest, etag).await?;
+                    return Ok(Committed::Won(manifest));
+                }
+                Swap::Lost => continue,
+            }
+        }
+        Err(Error::other(
+            ErrorKind::Precondition,
+            format!(
+                "{}: lost {ROUNDS} commit races in a row; will try again",
+                obj.location()
+            ),
+            None,
+        ))
+    }
+
+    /// The winner's cleanup: remove what the replaced manifest listed and
+    /// every output claimed by another version, then mark the manifest
+    /// clean. Claims are listed *before* checking that this version is still
+    /// current, so every claim listed belongs to a version that landed
+    /// before it: an older one.
+    async fn finish_cleanup(
+        &self,
+        ledger: &Ledger,
+        lineage: &Lineage,
+        mut manifest: Manifest,
+        etag: String,
+    ) -> Result<Manifest> {
+        let keep: BTreeSet<OutputRef> = manifest.outputs.iter().cloned().collect();
+        let claims = ledger.claims(&lineage.source).await?;
+        let source = &manifest.source;
+        let still_current = match manifest.state {
+            // A retraction owns everything of every version of its input.
+            ManifestState::Retracted => true,
+            _ => self
+                .rt
+                .store
+                .head(&source.bucket, &source.key)
+                .await?
+                .is_some_and(|now| source.etag.as_deref() == Some(now.etag.as_str())),
+        };
+        if !still_current {
+            // A newer version has landed; its commit owes the cleanup now.
+            return Ok(manifest);
+        }
+        ledger.remove(&manifest.pending_cleanup, &keep).await?;
+        ledger
+            .remove(claims.iter().map(|c| &c.output), &keep)
+            .await?;
+        ledger.drop_claims(&claims, &keep).await?;
+        manifest.pending_cleanup.clear();
+        manifest.clean = true;
+        let mut extra = Metadata::new();
+        extra.insert(keys::DURATION_MS.into(), manifest.duration_ms.to_string());
+        // If someone replaced the manifest meanwhile, they own the cleanup.
+        let _ = ledger.swap(&manifest, Some(&etag), lineage, &extra).await?;
+        Ok(manifest)
+    }
+
+    /// The current version failed permanently (its envelope is in the DLQ):
+    /// commit that, so nothing an older version produced outlives it.
+    async fn commit_dead_letter(&self, obj: &ObjectRef) -> Result<()> {
+        let cfg = &self.rt.config;
+        let Some(now) = self.current(obj).await? else {
+            return Ok(());
+        };
+        let event = SourceIdentity::from_event(obj, None);
+        let source = SourceIdentity::from_event(&ObjectRef::new(&obj.bucket, &obj.key), Some(&now));
+        if (event.etag.is_some() || event.version_id.is_some()) && !event.same_content(&source) {
+            return Ok(());
+        }
+        let ledger = self.ledger();
+        let lineage = Lineage::for_input(
+            source.clone(),
+            Some(&now.metadata),
+            obj.event_time,
+            self.stage.name(),
+            &cfg.code_version,
+        );
+        let manifest = Manifest {
+            stage: self.stage.name().to_string(),
+            source,
+            correlation_id: lineage.correlation_id.clone(),
+            code_version: cfg.code_version.clone(),
+            outputs: Vec::new(),
+            counts: Counts::default(),
+            duration_ms: 0,
+            processed_at: Utc::now(),
+            origin_time: lineage.origin_time,
+            state: ManifestState::DeadLettered,
+            pending_cleanup: Vec::new(),
+            clean: false,
+            input_stage: now.metadata.get(keys::STAGE).cloned(),
+        };
+        self.swap_state(obj, &ledger, &lineage, manifest).await
+    }
+
+    /// Swap in a dead-letter or retraction manifest, carrying over what the
+    /// replaced one owes, then clean up.
+    async fn swap_state(
+        &self,
+        obj: &ObjectRef,
+        ledger: &Ledger,
+        lineage: &Lineage,
+        mut manifest: Manifest,
+    ) -> Result<()> {
+        const ROUNDS: usize = 5;
+        for _ in 0..ROUNDS {
+            let existing = ledger.read(&lineage.source).await?;
+            let expected = match &existing {
+                Some((m, etag)) => {
+                    if m.state == manifest.state && m.source.same_content(&manifest.source) {
+                        if !m.clean {
+                            self.finish_cleanup(ledger, lineage, m.clone(), etag.clone())
+                                .await?;
+                        }
+                        return Ok(());
+                    }
+                    manifest.pending_cleanup = m
+                        .outputs
+                        .iter()
+                        .chain(&m.pending_cleanup)
+                        .cloned()
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    Some(etag.clone())
+                }
+                None => None,
+            };
+            if manifest.state == ManifestState::DeadLettered {
+                let still_current = self
+                    .current(obj)
+                    .await?
+                    .is_some_and(|now| manifest.source.etag.as_deref() == Some(now.etag.as_str()));
+                if !still_current {
+                    return Ok(());
+                }
+            }
+            match ledger
+                .swap(&manifest, expected.as_deref(), lineage, &Metadata::new())
+                .await?
+            {
+                Swap::Done(etag) => {
+                    self.finish_cleanup(ledger, lineage, manifest, etag).await?;
+                    return Ok(());
+                }
+                Swap::Lost => continue,
+            }
+        }
+        Err(Error::other(
+            ErrorKind::Precondition,
+            format!("{}: lost {ROUNDS} commit races in a row", obj.location()),
+            None,
+        ))
+    }
+
+    /// A removal event. For a stage with an upstream, the upstream removed
+    /// this input (a newer version replaced it, or a retraction): retract
+    /// everything derived from it. A landed object's removal retracts nothing.
+    async fn process_removal(&self, obj: &ObjectRef, ledger: &Ledger) -> Result<ObjectOutcome> {
+        let cfg = &self.rt.config;
+        let stage = self.stage.name();
+        if cfg.upstream.is_none() {
+            let reason = format!(
+                "{} was removed; what was derived from it is kept (`sluice retract` removes it)",
+                obj.location()
+            );
+            EventSkipped {
+                stage,
+                reason: &reason,
+            }
+            .emit(self.rt.metrics.as_ref());
+            return Ok(ObjectOutcome::Skipped(reason));
+        }
+        if self.current(obj).await?.is_some() {
+            let reason = format!("{} exists again since its removal", obj.location());
+            StaleEventIgnored {
+                stage,
+                reason: &reason,
+            }
+            .emit(self.rt.metrics.as_ref());
+            return Ok(ObjectOutcome::Stale(reason));
+        }
+        let removed = self.retract(obj, ledger).await?;
+        tracing::info!(removed, "retracted what was derived from a removed input");
+        Ok(ObjectOutcome::Retracted(removed))
+    }
+
+    /// Retract an input key: a `retracted` tombstone replaces its manifest,
+    /// then every output any version derived from it is removed.
+    pub async fn retract(&self, obj: &ObjectRef, ledger: &Ledger) -> Result<usize> {
+        let cfg = &self.rt.config;
+        let key_only = SourceIdentity::of_key(&obj.bucket, &obj.key);
+        let before = ledger.read(&key_only).await?;
+        let owed = before
+            .as_ref()
+            .map(|(m, _)| m.outputs.len() + m.pending_cleanup.len())
+            .unwrap_or(0);
+        let source = before
+            .as_ref()
+            .map(|(m, _)| m.source.clone())
+            .unwrap_or(key_only);
+        let lineage = Lineage::for_input(
+            source.clone(),
+            None,
+            None,
+            self.stage.name(),
+            &cfg.code_version,
+        );
+        let claims = ledger.claims(&source).await?.len();
+        let manifest = Manifest {
+            stage: self.stage.name().to_string(),
+            source,
+            correlation_id: lineage.correlation_id.clone(),
+            code_version: cfg.code_version.clone(),
+            outputs: Vec::new(),
+            counts: Counts::default(),
+            duration_ms: 0,
+            processed_at: Utc::now(),
+            origin_time: None,
+            state: ManifestState::Retracted,
+            pending_cleanup: Vec::new(),
+            clean: false,
+            input_stage: before.as_ref().and_then(|(m, _)| m.input_stage.clone()),
+        };
+        self.swap_state(obj, ledger, &lineage, manifest).await?;
+        Ok(owed.max(claims))
     }
 
     /// Answer a Lambda invocation: a batch response for SQS; for a direct

@@ -40,6 +40,19 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
+    /// Whether the event reports the object's removal (`ObjectRemoved:*`,
+    /// EventBridge `Object Deleted`) rather than its creation.
+    pub fn is_removal(&self) -> bool {
+        self.event_name.starts_with("ObjectRemoved:") || self.event_name == "Object Deleted"
+    }
+
+    /// A removal event for bucket and key, as S3 sends when an object is deleted.
+    pub fn removal(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        let mut o = ObjectRef::new(bucket, key);
+        o.event_name = "ObjectRemoved:Delete".into();
+        o
+    }
+
     /// A reference with only bucket and key, for replays and local runs.
     pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
         ObjectRef {
@@ -250,8 +263,10 @@ fn s3_record(
     skipped: &mut Vec<String>,
 ) -> Result<Option<ObjectRef>> {
     let event_name = r.event_name.clone().unwrap_or_default();
-    if !event_name.starts_with("ObjectCreated:") {
-        skipped.push(format!("{event_name} (not an object creation)"));
+    // Deletions are decoded too: a stage with an upstream retracts what it
+    // derived from an input its upstream removed. Delete markers count.
+    if !event_name.starts_with("ObjectCreated:") && !event_name.starts_with("ObjectRemoved:") {
+        skipped.push(format!("{event_name} (not an object creation or removal)"));
         return Ok(None);
     }
     let bucket =
@@ -312,12 +327,20 @@ fn decode_eventbridge(v: &Value, skipped: &mut Vec<String>) -> Result<Vec<Object
             None,
         ));
     }
-    if event.detail_type != "Object Created" {
-        skipped.push(format!("{} (not an object creation)", event.detail_type));
+    if event.detail_type != "Object Created" && event.detail_type != "Object Deleted" {
+        skipped.push(format!(
+            "{} (not an object creation or deletion)",
+            event.detail_type
+        ));
         return Ok(vec![]);
     }
-    let detail: S3Detail = serde_json::from_value(event.detail)
-        .map_err(|e| invalid("malformed S3 Object Created detail", v, Some(e)))?;
+    let detail: S3Detail = serde_json::from_value(event.detail).map_err(|e| {
+        invalid(
+            &format!("malformed S3 {} detail", event.detail_type),
+            v,
+            Some(e),
+        )
+    })?;
     Ok(vec![ObjectRef {
         bucket: detail.bucket.name,
         key: decode_key(&detail.object.key)?,
@@ -386,7 +409,7 @@ pub fn s3_notification(objects: &[ObjectRef]) -> Value {
                 "eventSource": "aws:s3",
                 "awsRegion": "local",
                 "eventTime": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "eventName": if o.event_name.starts_with("ObjectCreated:") { o.event_name.as_str() } else { "ObjectCreated:Put" },
+                "eventName": if o.event_name.starts_with("ObjectCreated:") || o.event_name.starts_with("ObjectRemoved:") { o.event_name.as_str() } else { "ObjectCreated:Put" },
                 "userIdentity": {"principalId": "sluice"},
                 "requestParameters": {"sourceIPAddress": "127.0.0.1"},
                 "responseElements": {},

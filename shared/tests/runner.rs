@@ -19,8 +19,14 @@ use sluice::trigger::{s3_notification, ObjectRef};
 use sluice::{Counts, ObjectContext, Runner, Runtime, Stage};
 
 /// Copies `.txt` inputs upper-cased, quarantining lines containing BAD.
-/// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose.
-struct CopyStage;
+/// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose;
+/// an input starting with WAIT writes its outputs, then waits for `release`
+/// before returning (a version still in flight).
+#[derive(Default)]
+struct CopyStage {
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
 
 #[async_trait]
 impl Stage for CopyStage {
@@ -49,7 +55,7 @@ impl Stage for CopyStage {
             });
         }
         let (bad, good): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.contains("BAD"));
-        let id = ctx.lineage.source.object_id();
+        let id = ctx.lineage.source.output_id();
         let out = ctx.config.output.clone();
         let out_body = Bytes::from(good.join("\n").to_uppercase());
         let bytes_out = out_body.len() as u64;
@@ -72,6 +78,10 @@ impl Stage for CopyStage {
             )
             .await?;
         }
+        if text.starts_with("WAIT") {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
         Ok(Counts {
             rows_in: (good.len() + bad.len()) as u64,
             rows_out: good.len() as u64,
@@ -83,6 +93,8 @@ impl Stage for CopyStage {
 }
 
 struct Harness {
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
     store: MemoryStore,
     dlq: MemoryDeadLetter,
     metrics: RecordingMetrics,
@@ -113,11 +125,14 @@ fn harness() -> Harness {
         dlq: Arc::new(dlq.clone()),
         metrics: Arc::new(metrics.clone()),
     };
+    let stage = CopyStage::default();
     Harness {
+        reached: stage.reached.clone(),
+        release: stage.release.clone(),
         store,
         dlq,
         metrics,
-        runner: Runner::new(rt, CopyStage),
+        runner: Runner::new(rt, stage),
     }
 }
 
@@ -224,8 +239,8 @@ async fn duplicate_delivery_is_a_no_op() {
     assert_eq!(h.store.calls("put"), puts, "no writes");
     assert_eq!(
         h.store.calls("get"),
-        gets,
-        "the input is not even read again"
+        gets + 1,
+        "only the manifest is read again, not the input"
     );
     assert_eq!(h.metrics.total("copy", "AlreadyProcessed"), 1.0);
 }
@@ -447,14 +462,17 @@ async fn unbalanced_counts_are_a_permanent_failure() {
         "{}",
         envs[0].error.message
     );
+    // The failure is committed as such: no outputs, so nothing an older
+    // version produced can outlive it.
     let manifest = manifest_key(&h.runner.runtime().config, &envs[0].source.clone().unwrap());
+    let m: sluice::runner::Manifest =
+        serde_json::from_slice(&h.store.get_bytes("out-bucket", &manifest).await.unwrap()).unwrap();
+    assert_eq!(m.state, sluice::commit::ManifestState::DeadLettered);
+    assert!(m.outputs.is_empty() && m.clean, "{m:?}");
     assert!(
-        h.store
-            .head("out-bucket", &manifest)
-            .await
-            .unwrap()
-            .is_none(),
-        "no manifest for a failure"
+        h.outputs().await.iter().all(|k| k.contains("_sluice/")),
+        "no data output for a failure: {:?}",
+        h.outputs().await
     );
 }
 
@@ -522,4 +540,185 @@ async fn a_redrive_tries_a_dead_lettered_version_again() {
         "{marked:?}"
     );
     assert_eq!(h.dlq.envelopes().len(), 3);
+}
+
+// --- the write protocol (shared/src/commit.rs): regression tests named after
+// the defects issue 10 lists. The simulation (tests/sim) explores the rest.
+
+impl Harness {
+    /// The data outputs (not bookkeeping), with their bodies.
+    async fn data(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for m in self.store.list("out-bucket", "").await.unwrap() {
+            if m.key.contains("_sluice/") {
+                continue;
+            }
+            let b = self.store.get_bytes("out-bucket", &m.key).await.unwrap();
+            out.push((m.key, String::from_utf8_lossy(&b).into_owned()));
+        }
+        out
+    }
+
+    async fn manifest(&self, obj: &ObjectRef) -> sluice::runner::Manifest {
+        let source = sluice::lineage::SourceIdentity::from_event(obj, None);
+        let key = manifest_key(&self.runner.runtime().config, &source);
+        serde_json::from_slice(&self.store.get_bytes("out-bucket", &key).await.unwrap()).unwrap()
+    }
+}
+
+/// v1 is still in flight when v2 lands and commits; v1 then finishes.
+/// Both events carry LocalStack's constant sequencer.
+async fn overlap(first: &str, second: &str) -> (Harness, ObjectRef, ObjectRef) {
+    let h = harness();
+    let mut v1 = h.land("raw/k.txt", first).await;
+    v1.sequencer = Some("01".into());
+    let in_flight = h.invoke(s3_notification(std::slice::from_ref(&v1)));
+    let meanwhile = async {
+        h.reached.notified().await;
+        let mut v2 = h.land("raw/k.txt", second).await;
+        v2.sequencer = Some("01".into());
+        let report = h.invoke(s3_notification(std::slice::from_ref(&v2))).await;
+        h.release.notify_one();
+        (v2, report)
+    };
+    let (late, (v2, report)) = tokio::join!(in_flight, meanwhile);
+    assert!(
+        matches!(report.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{report:?}"
+    );
+    assert!(
+        matches!(late.outcomes[0].1, ObjectOutcome::Stale(_)),
+        "v1 must lose: {late:?}"
+    );
+    (h, v1, v2)
+}
+
+#[tokio::test]
+async fn an_older_version_finishing_last_neither_replaces_nor_deletes_the_newer_one() {
+    let (h, _, v2) = overlap("WAIT old\nBAD old", "new").await;
+    let m = h.manifest(&v2).await;
+    assert_eq!(
+        m.source.etag, v2.etag,
+        "the key stays on its newest version"
+    );
+    let data = h.data().await;
+    assert_eq!(data.len(), 1, "only v2's output: {data:?}");
+    assert_eq!(data[0].1, "NEW");
+    assert_eq!(
+        m.outputs.iter().map(|o| o.key.clone()).collect::<Vec<_>>(),
+        vec![data[0].0.clone()]
+    );
+}
+
+#[tokio::test]
+async fn a_late_older_version_leaves_no_orphan_outputs() {
+    // v1 quarantines a line (a second output) that v2 does not produce.
+    let (h, _, _) = overlap("WAIT a\nBAD a", "b").await;
+    let q: Vec<_> = h.store.list("out-bucket", "_quarantine/").await.unwrap();
+    assert!(q.is_empty(), "v1's quarantine output is an orphan: {q:?}");
+}
+
+#[tokio::test]
+async fn a_replacement_removes_what_the_older_version_produced() {
+    let h = harness();
+    let v1 = h.land("raw/r.txt", "a\nBAD a").await;
+    h.invoke(s3_notification(&[v1])).await;
+    assert_eq!(h.data().await.len(), 2);
+    let v2 = h.land("raw/r.txt", "b").await;
+    h.invoke(s3_notification(std::slice::from_ref(&v2))).await;
+    let data = h.data().await;
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert_eq!(data[0].1, "B");
+    assert!(h.manifest(&v2).await.clean);
+}
+
+#[tokio::test]
+async fn cleanup_after_a_replacement_is_retried_until_done() {
+    let h = harness();
+    let v1 = h.land("raw/c.txt", "a\nBAD a").await;
+    h.invoke(s3_notification(&[v1])).await;
+    let v2 = h.land("raw/c.txt", "b").await;
+    let ev2 = s3_notification(std::slice::from_ref(&v2));
+    h.store.inject_transient_failures("delete", 1000);
+    let report = h.invoke(ev2.clone()).await;
+    assert!(
+        matches!(report.outcomes[0].1, ObjectOutcome::Failed(_)),
+        "{report:?}"
+    );
+    let m = h.manifest(&v2).await;
+    assert!(
+        !m.clean && !m.pending_cleanup.is_empty(),
+        "the cleanup owed is recorded: {m:?}"
+    );
+    h.store.inject_transient_failures("delete", 0);
+    // The redelivery finds v2 committed and finishes what it owes.
+    let report = h.invoke(ev2).await;
+    assert!(
+        matches!(report.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+        "{report:?}"
+    );
+    let data = h.data().await;
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert!(h.manifest(&v2).await.clean);
+}
+
+#[tokio::test]
+async fn an_event_with_an_equal_or_no_sequencer_cannot_replace_a_newer_version() {
+    let h = harness();
+    let mut v1 = h.land("raw/s.txt", "one").await;
+    let v1_event = {
+        v1.sequencer = Some("05".into());
+        v1.clone()
+    };
+    let mut v2 = h.land("raw/s.txt", "two").await;
+    v2.sequencer = Some("05".into());
+    h.invoke(s3_notification(&[v2])).await;
+    // A late v1 event with the same sequencer: stale, not newer.
+    let r = h.invoke(s3_notification(&[v1_event])).await;
+    assert!(matches!(r.outcomes[0].1, ObjectOutcome::Stale(_)), "{r:?}");
+    // A replay event with no version at all resolves to the current one.
+    let replay = ObjectRef::new("landing", "raw/s.txt");
+    let r = h.invoke(s3_notification(&[replay])).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+        "{r:?}"
+    );
+    let data = h.data().await;
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].1, "TWO");
+}
+
+#[tokio::test]
+async fn a_data_key_with_an_underscore_segment_is_processed_not_skipped() {
+    let h = harness();
+    let obj = h.land("raw/_2024/x.txt", "a").await;
+    let r = h.invoke(s3_notification(&[obj])).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{r:?}"
+    );
+    let internal = h.land("raw/_sluice/manifests/y.txt", "a").await;
+    let r = h.invoke(s3_notification(&[internal])).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::Skipped(_)),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_reupload_removes_the_older_versions_outputs() {
+    let h = harness();
+    let v1 = h.land("raw/d.txt", "fine").await;
+    h.invoke(s3_notification(&[v1])).await;
+    let v2 = h.land("raw/d.txt", "CORRUPT").await;
+    let r = h.invoke(s3_notification(std::slice::from_ref(&v2))).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::DeadLettered(_)),
+        "{r:?}"
+    );
+    assert!(h.data().await.is_empty(), "{:?}", h.data().await);
+    assert_eq!(
+        h.manifest(&v2).await.state,
+        sluice::commit::ManifestState::DeadLettered
+    );
 }

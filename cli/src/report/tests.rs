@@ -53,6 +53,10 @@ fn manifest(
         duration_ms: 42,
         processed_at: Utc.with_ymd_and_hms(2024, 2, 1, 12, 0, 0).unwrap(),
         origin_time: None,
+        state: Default::default(),
+        pending_cleanup: Vec::new(),
+        clean: true,
+        input_stage: None,
     }
 }
 

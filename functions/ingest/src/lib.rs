@@ -126,7 +126,8 @@ impl Stage for Ingest {
                 ),
             ));
         }
-        let id = ctx.lineage.source.object_id();
+        // Per version: two versions of one input never share an output key.
+        let id = ctx.lineage.source.output_id();
         let pipeline = Pipeline {
             contract: contract.clone(),
             source_uri: uri.clone(),

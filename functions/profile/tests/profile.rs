@@ -249,6 +249,10 @@ impl Harness {
                 duration_ms: 1,
                 processed_at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
                 origin_time: None,
+                state: Default::default(),
+                pending_cleanup: vec![],
+                clean: true,
+                input_stage: None,
             };
             self.store
                 .put(

@@ -81,6 +81,7 @@ module "stage" {
   input_bucket = local.input[each.key].bucket
   input_prefix = local.input[each.key].prefix
   event_suffix = each.key == "ingest" ? "" : ".parquet"
+  upstream     = lookup({ curate = "ingest", profile = "curate" }, each.key, null)
   # From the module output: the ghost bucket exists before anything writes it.
   output_bucket     = module.bucket.name
   output_prefix     = local.output_prefix[each.key]

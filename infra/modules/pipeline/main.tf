@@ -17,11 +17,11 @@ locals {
 
   # Buckets by role; the stages below name them by role too.
   stages = {
-    ingest = { input = "landing", input_prefix = "raw/", event_suffix = "", output = "validated", extra_reads = [], alerts = false }
-    curate = { input = "validated", input_prefix = "", event_suffix = ".parquet", output = "curated", extra_reads = [], alerts = false }
+    ingest = { upstream = null, input = "landing", input_prefix = "raw/", event_suffix = "", output = "validated", extra_reads = [], alerts = false }
+    curate = { upstream = "ingest", input = "validated", input_prefix = "", event_suffix = ".parquet", output = "curated", extra_reads = [], alerts = false }
     # The quarantine-ratio check reads the validated object a curated file came
     # from, and ingest's manifest beside it.
-    profile = { input = "curated", input_prefix = "", event_suffix = ".parquet", output = "profiles", extra_reads = ["validated"], alerts = true }
+    profile = { upstream = "curate", input = "curated", input_prefix = "", event_suffix = ".parquet", output = "profiles", extra_reads = ["validated"], alerts = true }
   }
 
   alert_topic_arn = "arn:${data.aws_partition.this.partition}:sns:${data.aws_region.this.name}:${var.account_id}:${var.name_prefix}-alerts"
@@ -62,6 +62,7 @@ module "stage" {
   input_bucket      = module.bucket[each.value.input].name
   input_prefix      = each.value.input_prefix
   event_suffix      = each.value.event_suffix
+  upstream          = each.value.upstream
   output_bucket     = module.bucket[each.value.output].name
   output_prefix     = ""
   quarantine_bucket = module.bucket["quarantine"].name

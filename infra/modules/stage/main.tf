@@ -48,8 +48,10 @@ locals {
     null
   )
   event_pattern = {
-    source        = ["aws.s3"]
-    "detail-type" = ["Object Created"]
+    source = ["aws.s3"]
+    # A stage with an upstream also consumes deletions: what its upstream
+    # removes (a replaced or retracted output) is retracted here too.
+    "detail-type" = var.upstream == null ? ["Object Created"] : ["Object Created", "Object Deleted"]
     detail = merge(
       { bucket = { name = [var.input_bucket] } },
       local.key_filter == null ? {} : { object = { key = local.key_filter } },
@@ -66,6 +68,7 @@ locals {
       SLUICE_CODE_VERSION = var.code_version
     },
     var.alert_topic_arn == null ? {} : { SLUICE_ALERTS = var.alert_topic_arn },
+    var.upstream == null ? {} : { SLUICE_UPSTREAM = var.upstream },
     var.mode == "ghost" ? { SLUICE_PROD_BUCKETS = join(",", var.prod_buckets) } : {},
     var.environment,
   )
@@ -115,7 +118,7 @@ resource "aws_sqs_queue" "this" {
 
 resource "aws_cloudwatch_event_rule" "this" {
   name          = local.rule_name
-  description   = "Object Created in s3://${var.input_bucket}/${var.input_prefix}*${var.event_suffix} -> ${var.name}"
+  description   = "Object Created (and Deleted, with an upstream) in s3://${var.input_bucket}/${var.input_prefix}*${var.event_suffix} -> ${var.name}"
   event_pattern = jsonencode(local.event_pattern)
   tags          = local.tags
 }

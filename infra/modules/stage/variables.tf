@@ -142,6 +142,12 @@ variable "extra_reads" {
   default  = []
 }
 
+variable "upstream" {
+  description = "The stage whose committed outputs this stage consumes (SLUICE_UPSTREAM); null for a stage fed by producers. A stage with an upstream is also fed its input bucket's Object Deleted events, and retracts what it derived from a removed input."
+  type        = string
+  default     = null
+}
+
 variable "alert_topic_arn" {
   description = "SNS topic for alerts (SLUICE_ALERTS, profile); null for none."
   type        = string

@@ -1,5 +1,5 @@
-//! A store decorator that records every completed write as the object-created
-//! event S3 would emit, so a local run can trigger the next stage exactly as
+//! A store decorator that records every completed write (and every removal)
+//! as the event S3 would emit, so a local run can trigger the next stage exactly as
 //! S3 → EventBridge would.
 
 use std::collections::VecDeque;
@@ -102,7 +102,18 @@ impl ObjectStore for NotifyingStore {
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        self.inner.delete(bucket, key).await
+        // Only a removal of something that was there is news downstream.
+        let existed = self.inner.head(bucket, key).await?.is_some();
+        self.inner.delete(bucket, key).await?;
+        if existed {
+            let mut o = ObjectRef::removal(bucket, key);
+            o.event_time = Some(Utc::now());
+            self.events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(o);
+        }
+        Ok(())
     }
 }
 
