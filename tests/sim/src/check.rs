@@ -147,6 +147,72 @@ pub fn normalize(bucket: &str, key: &str, body: &Bytes) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 
+/// Where two bodies part: the first few JSON paths that differ (for JSON
+/// and JSON Lines), else the first differing byte offset.
+pub fn diff_summary(a: &Bytes, b: &Bytes) -> String {
+    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+        if out.len() >= 4 || a == b {
+            return;
+        }
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    match (x.get(k), y.get(k)) {
+                        (Some(p), Some(q)) => walk(&format!("{path}.{k}"), p, q, out),
+                        _ => out.push(format!("{path}.{k} present on one side only")),
+                    }
+                }
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                    // Name array elements by their "check"/"name" when they have one.
+                    let label = p
+                        .get("check")
+                        .or_else(|| p.get("name"))
+                        .and_then(Value::as_str)
+                        .map(|l| format!("[{i}:{l}]"))
+                        .unwrap_or_else(|| format!("[{i}]"));
+                    walk(&format!("{path}{label}"), p, q, out);
+                }
+            }
+            _ => {
+                let show = |v: &Value| {
+                    let t = v.to_string();
+                    if t.len() > 160 {
+                        format!("{}…", &t[..t.char_indices().nth(160).map_or(t.len(), |c| c.0)])
+                    } else {
+                        t
+                    }
+                };
+                out.push(format!("{path}: {} vs {}", show(a), show(b)));
+            }
+        }
+    }
+    let parse = |x: &Bytes| -> Option<Vec<Value>> {
+        let text = std::str::from_utf8(x).ok()?;
+        if let Ok(v) = serde_json::from_str::<Value>(text) {
+            return Some(vec![v]);
+        }
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    if let (Some(x), Some(y)) = (parse(a), parse(b)) {
+        if x.len() != y.len() {
+            return format!("{} vs {} JSON lines", x.len(), y.len());
+        }
+        let mut out = Vec::new();
+        for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+            walk(&if x.len() > 1 { format!("line{}", i + 1) } else { String::new() }, p, q, &mut out);
+        }
+        return out.join("; ");
+    }
+    let at = a.iter().zip(b.iter()).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    format!("{} vs {} bytes, first difference at byte {at}", a.len(), b.len())
+}
+
 fn object_id(bucket: &str, key: &str) -> String {
     SourceIdentity::of_key(bucket, key).object_id()
 }
@@ -283,10 +349,9 @@ fn compare(
                         class,
                         key,
                         format!(
-                            "{} differs from the oracle ({} vs {} bytes; made from {version})",
+                            "{} differs from the oracle (made from {version}; sim vs oracle: {})",
                             place(b, k),
-                            got.len(),
-                            body.len()
+                            diff_summary(&normalize(b, k, got), &normalize(b, k, body))
                         ),
                     ));
                 }

@@ -163,6 +163,11 @@ fn simulate() {
             eprintln!("  {class}: {n} seed(s), lowest {lowest}: {detail}");
         }
     }
+    let digest = t
+        .fingerprints
+        .iter()
+        .fold(0u64, |h, f| h.rotate_left(5) ^ f);
+    eprintln!("schedule digest {digest:016x} (equal runs, equal digests)");
     eprintln!(
         "{} seeds in {:.1} s on {threads} thread(s) ({:.0} ms per seed per thread)",
         t.seeds,
