@@ -18,7 +18,7 @@ use sluice_sim::{check, report, run_seed, sim, SeedResult, SimConfig};
 
 /// Seeds per `cargo test` run: about a minute and a half on two cores in
 /// the debug test profile (see the crate README section in the report).
-const DEFAULT_SEEDS: u64 = 300;
+const DEFAULT_SEEDS: u64 = 200;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -105,9 +105,36 @@ impl Totals {
     }
 }
 
+/// The default knobs, with a few overridable from the environment for
+/// ablations (which defects need which weather): SIM_FAULT_RATE,
+/// SIM_CRASH_RATE, SIM_DUPLICATE_RATE, SIM_NO_SEQUENCER_RATE,
+/// SIM_CONSTANT_SEQUENCER_RATE (0..=1), SIM_CONCURRENCY (runners per stage).
+fn config_from_env() -> SimConfig {
+    let rate = |name: &str, default: f64| -> f64 {
+        match std::env::var(name) {
+            Ok(v) => match v.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => panic!("{name}={v:?} is not a rate within 0..=1"),
+            },
+            Err(_) => default,
+        }
+    };
+    let d = SimConfig::default();
+    SimConfig {
+        fault_rate: rate("SIM_FAULT_RATE", d.fault_rate),
+        body_reset_rate: rate("SIM_FAULT_RATE", d.fault_rate) / d.fault_rate * d.body_reset_rate,
+        crash_rate: rate("SIM_CRASH_RATE", d.crash_rate),
+        duplicate_rate: rate("SIM_DUPLICATE_RATE", d.duplicate_rate),
+        no_sequencer_rate: rate("SIM_NO_SEQUENCER_RATE", d.no_sequencer_rate),
+        constant_sequencer_rate: rate("SIM_CONSTANT_SEQUENCER_RATE", d.constant_sequencer_rate),
+        concurrency: env_u64("SIM_CONCURRENCY").map_or(d.concurrency, |c| c.max(1) as usize),
+        ..d
+    }
+}
+
 #[test]
 fn simulate() {
-    let cfg = SimConfig::default();
+    let cfg = config_from_env();
     let (seeds, verbose): (Vec<u64>, bool) = match env_u64("SIM_SEED") {
         Some(s) => (vec![s], true),
         None => {
