@@ -47,6 +47,13 @@ hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS ke
 unit: ## Unit and integration tests (no services needed)
 	$(CARGO) test --workspace --exclude sluice-e2e
 
+# The simulation runs in `make unit` too (it is a workspace member, 200 seeds
+# by default); this is the long soak. SIM_STRICT=0 reports without failing.
+SEEDS ?= 100000
+.PHONY: sim
+sim: ## Deterministic simulation soak: SEEDS seeds (default 100000) of faults, crashes and redelivery against the oracle
+	SIM_SEEDS=$(SEEDS) $(CARGO) test -p sluice-sim --test sim -- simulate --nocapture
+
 .PHONY: report-check
 report-check: ## Write `sluice report` of a generated local run and check it in headless Chromium (installed if missing)
 	DEMO_DIR=target/report-demo bash scripts/demo.sh >target/report-demo.log
