@@ -272,9 +272,11 @@ impl Ledger {
 
     /// Remove each output in `outputs` that `keep` does not list; deleting
     /// what is already gone is not an error. Returns how many were removed.
-    pub async fn remove<'a>(
+    /// (A `Vec` rather than an iterator: an iterator of closures held across
+    /// the awaits would make callers' futures not provably `Send`.)
+    pub async fn remove(
         &self,
-        outputs: impl IntoIterator<Item = &'a OutputRef>,
+        outputs: Vec<&OutputRef>,
         keep: &BTreeSet<OutputRef>,
     ) -> Result<usize> {
         let mut removed = BTreeSet::new();

@@ -970,7 +970,7 @@ impl<S: Stage> Runner<S> {
                     .as_ref()
                     .map(|m| m.outputs.iter().cloned().collect())
                     .unwrap_or_default();
-                let mut removed = ledger.remove(ctx.outputs.iter(), &keep).await?;
+                let mut removed = ledger.remove(ctx.outputs.iter().collect(), &keep).await?;
                 let current = match self.current(obj).await? {
                     Some(now) => SourceIdentity::from_event(
                         &ObjectRef::new(&obj.bucket, &obj.key),
@@ -1004,18 +1004,18 @@ impl<S: Stage> Runner<S> {
         }
         let tag = version.content_tag();
         let claims = ledger.claims(version).await?;
-        ledger
-            .remove(
-                claims.iter().filter(|c| c.tag == tag).map(|c| &c.output),
-                keep,
-            )
-            .await
+        let owned: Vec<&OutputRef> = claims
+            .iter()
+            .filter(|c| c.tag == tag)
+            .map(|c| &c.output)
+            .collect();
+        ledger.remove(owned, keep).await
     }
 
-    /// Check that the upstream stage has committed `input` (the output of
-    /// its current version). `Ok(Some(reason))`: it never will (a newer
-    /// upstream version replaced it). Not yet committed is a retryable
-    /// error: the upstream is still finishing.
+    /// Check the upstream commit of `input`. `Ok(Some(reason))`: the upstream
+    /// committed this input's source without it, so it is not wanted. Not
+    /// committed yet is processed (see the comment below; issue 10 asks for
+    /// waiting on the commit, which needs commit-triggered delivery).
     async fn upstream_commit(
         &self,
         obj: &ObjectRef,
@@ -1053,14 +1053,18 @@ impl<S: Stage> Runner<S> {
                     obj.location()
                 )))
             }
-            _ => Err(Error::other(
-                ErrorKind::Transient,
-                format!(
-                    "{}: {upstream} has not committed it yet (waiting for its manifest)",
+            // Not committed yet (the upstream is still finishing, or this is
+            // a losing version's output). Waiting here would hold deliveries
+            // until the queue gives up, so go ahead: if it loses, its removal
+            // reaches this stage and retracts what was derived from it.
+            _ => {
+                tracing::info!(
+                    upstream,
+                    "{}: not committed upstream yet; processing it, a removal would retract it",
                     obj.location()
-                ),
-                None,
-            )),
+                );
+                Ok(None)
+            }
         }
     }
 
@@ -1167,10 +1171,11 @@ impl<S: Stage> Runner<S> {
             // A newer version has landed; its commit owes the cleanup now.
             return Ok(manifest);
         }
-        ledger.remove(&manifest.pending_cleanup, &keep).await?;
         ledger
-            .remove(claims.iter().map(|c| &c.output), &keep)
+            .remove(manifest.pending_cleanup.iter().collect(), &keep)
             .await?;
+        let claimed: Vec<&OutputRef> = claims.iter().map(|c| &c.output).collect();
+        ledger.remove(claimed, &keep).await?;
         ledger.drop_claims(&claims, &keep).await?;
         manifest.pending_cleanup.clear();
         manifest.clean = true;

@@ -385,13 +385,25 @@ async fn corrupt_file_lands_in_the_dlq_and_nothing_else_is_written() {
             .await
             .unwrap()
             .into_keys()
-            .filter(|k| k.contains(&id) && !k.contains("_sluice/dead-letters/"))
+            .filter(|k| k.contains(&id) && !k.contains("_sluice/"))
             .collect();
         assert!(
             written.is_empty(),
             "a corrupt file produced output in {bucket}: {written:?}"
         );
     }
+    // The failure is committed as such: a dead_lettered manifest, no outputs.
+    let manifest_key =
+        sluice::runner::manifest_key_in("", "ingest", &SourceIdentity::of_key(&landing, &key));
+    let manifest: Manifest = serde_json::from_slice(
+        &ctx.store
+            .get_bytes(&vb, &manifest_key)
+            .await
+            .expect("the dead-letter commit"),
+    )
+    .unwrap();
+    assert_eq!(manifest.state, sluice::commit::ManifestState::DeadLettered);
+    assert!(manifest.outputs.is_empty(), "{manifest:?}");
 }
 
 #[tokio::test]
