@@ -1,8 +1,10 @@
 //! The stage runner, exercised end to end in memory with a small test stage:
 //! decoding, idempotency, failure routing, partial batch responses, panics,
-//! retries, replacement by newer versions, and the count balance check.
+//! retries, replacement by newer versions, the count balance check, and
+//! batches that stop starting objects near the Lambda deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,8 +21,16 @@ use sluice::trigger::{s3_notification, ObjectRef};
 use sluice::{Counts, ObjectContext, Runner, Runtime, Stage};
 
 /// Copies `.txt` inputs upper-cased, quarantining lines containing BAD.
-/// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose.
-struct CopyStage;
+/// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose;
+/// inputs starting with SLOW take [`SLOW`] (tokio time, so paused in tests
+/// that pause it). Every key the stage starts on is recorded.
+#[derive(Default)]
+struct CopyStage {
+    started: Arc<Mutex<Vec<String>>>,
+}
+
+/// How long a SLOW input takes.
+const SLOW: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl Stage for CopyStage {
@@ -33,8 +43,15 @@ impl Stage for CopyStage {
     }
 
     async fn process(&self, ctx: &mut ObjectContext) -> sluice::Result<Counts> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ctx.object.key.clone());
         let body = ctx.open_input().await?.bytes().await?;
         let text = String::from_utf8_lossy(&body).into_owned();
+        if text.starts_with("SLOW") {
+            tokio::time::sleep(SLOW).await;
+        }
         if text.starts_with("CORRUPT") {
             return Err(Error::invalid_input(ctx.location(), "corrupt header"));
         }
@@ -86,6 +103,7 @@ struct Harness {
     store: MemoryStore,
     dlq: MemoryDeadLetter,
     metrics: RecordingMetrics,
+    started: Arc<Mutex<Vec<String>>>,
     runner: Runner<CopyStage>,
 }
 
@@ -113,11 +131,13 @@ fn harness() -> Harness {
         dlq: Arc::new(dlq.clone()),
         metrics: Arc::new(metrics.clone()),
     };
+    let stage = CopyStage::default();
     Harness {
         store,
         dlq,
         metrics,
-        runner: Runner::new(rt, CopyStage),
+        started: stage.started.clone(),
+        runner: Runner::new(rt, stage),
     }
 }
 
@@ -143,6 +163,14 @@ impl Harness {
 
     async fn invoke(&self, payload: Value) -> sluice::runner::InvocationReport {
         self.runner.handle(&payload, None).await.unwrap()
+    }
+
+    /// The keys the stage has started on, in order.
+    fn started(&self) -> Vec<String> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn outputs(&self) -> Vec<String> {
@@ -522,4 +550,57 @@ async fn a_redrive_tries_a_dead_lettered_version_again() {
         "{marked:?}"
     );
     assert_eq!(h.dlq.envelopes().len(), 3);
+}
+
+/// A deadline `after` from now, on the clock the runner reads.
+fn deadline_in(after: Duration) -> std::time::Instant {
+    std::time::Instant::now() + after
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_stops_starting_objects_near_the_deadline() {
+    let h = harness();
+    // Six messages, each object taking 2 s (simulated); 11 s left. After the
+    // first object the runner knows an object takes ~2 s and wants twice
+    // that left before starting another: objects 1-4 start (11, 9, 7, 5 s
+    // left), 5 and 6 would start with 3 s left and are deferred.
+    let mut messages = Vec::new();
+    for i in 1..=6 {
+        let obj = h.land(&format!("raw/slow-{i}.txt"), "SLOW rows").await;
+        messages.push((format!("m{i}"), s3_notification(&[obj])));
+    }
+    let batch: Vec<(&str, Value)> = messages
+        .iter()
+        .map(|(id, ev)| (id.as_str(), ev.clone()))
+        .collect();
+    let report = h
+        .runner
+        .handle(
+            &sqs_batch(&batch),
+            Some(deadline_in(Duration::from_secs(11))),
+        )
+        .await
+        .unwrap();
+
+    let done: Vec<String> = (1..=4).map(|i| format!("raw/slow-{i}.txt")).collect();
+    assert_eq!(h.started(), done, "only the first four were started");
+    assert_eq!(
+        report.failed_message_ids,
+        vec!["m5".to_string(), "m6".to_string()],
+        "the unstarted ones go back to the queue, the done ones do not: {report:?}"
+    );
+    assert_eq!(h.metrics.total("copy", "ObjectsProcessed"), 4.0);
+    assert_eq!(
+        h.metrics.total("copy", "Failures"),
+        0.0,
+        "deferred is not failed"
+    );
+    assert!(h.dlq.envelopes().is_empty(), "nothing is dead-lettered");
+    let copied = h
+        .outputs()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("copied/"))
+        .count();
+    assert_eq!(copied, 4, "outputs only for the started objects");
 }
