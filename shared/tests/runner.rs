@@ -552,9 +552,10 @@ async fn a_redrive_tries_a_dead_lettered_version_again() {
     assert_eq!(h.dlq.envelopes().len(), 3);
 }
 
-/// A deadline `after` from now, on the clock the runner reads.
-fn deadline_in(after: Duration) -> std::time::Instant {
-    std::time::Instant::now() + after
+/// A deadline `after` from now, on the clock the runner reads (tokio's,
+/// which the paused tests control).
+fn deadline_in(after: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + after
 }
 
 #[tokio::test(start_paused = true)]
@@ -596,6 +597,29 @@ async fn a_batch_stops_starting_objects_near_the_deadline() {
         "deferred is not failed"
     );
     assert!(h.dlq.envelopes().is_empty(), "nothing is dead-lettered");
+    assert_eq!(h.metrics.total("copy", "ObjectsDeferred"), 2.0);
+    let outcomes: Vec<(String, &ObjectOutcome)> = report
+        .outcomes
+        .iter()
+        .map(|(o, out)| (o.as_ref().map(|o| o.key.clone()).unwrap_or_default(), out))
+        .collect();
+    for (key, outcome) in &outcomes[..4] {
+        assert!(
+            matches!(outcome, ObjectOutcome::Processed { .. }),
+            "{key}: {outcome:?}"
+        );
+    }
+    for (key, outcome) in &outcomes[4..] {
+        let ObjectOutcome::Deferred { left, need } = outcome else {
+            panic!("{key}: {outcome:?}");
+        };
+        assert_eq!(
+            (*left, *need),
+            (Duration::from_secs(3), 2 * SLOW),
+            "{key}: decided with 3 s left, wanting twice the 2 s an object took"
+        );
+    }
+    assert_eq!(report.summary(), json!({"processed": 4, "deferred": 2}));
     let copied = h
         .outputs()
         .await
@@ -603,4 +627,79 @@ async fn a_batch_stops_starting_objects_near_the_deadline() {
         .filter(|k| k.starts_with("copied/"))
         .count();
     assert_eq!(copied, 4, "outputs only for the started objects");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_message_is_processed_when_it_comes_back() {
+    let h = harness();
+    let a = h.land("raw/a.txt", "SLOW a").await;
+    let b = h.land("raw/b.txt", "SLOW b").await;
+    let batch = sqs_batch(&[
+        ("m-a", s3_notification(std::slice::from_ref(&a))),
+        ("m-b", s3_notification(std::slice::from_ref(&b))),
+    ]);
+    // 3 s: the first object starts (it needs only the floor), the second
+    // would want 4 s and is given back.
+    let first = h
+        .runner
+        .handle(&batch, Some(deadline_in(Duration::from_secs(3))))
+        .await
+        .unwrap();
+    assert_eq!(first.failed_message_ids, vec!["m-b".to_string()]);
+    assert_eq!(
+        h.runner.object_pace().estimate(),
+        Some(SLOW),
+        "the runner learnt what an object takes"
+    );
+    // The queue redelivers the same batch (m-a was acknowledged in reality;
+    // here it comes back too and is already processed).
+    let again = h
+        .runner
+        .handle(&batch, Some(deadline_in(Duration::from_secs(60))))
+        .await
+        .unwrap();
+    assert!(again.failed_message_ids.is_empty(), "{again:?}");
+    assert!(matches!(
+        again.outcomes[0].1,
+        ObjectOutcome::AlreadyProcessed
+    ));
+    assert!(matches!(
+        again.outcomes[1].1,
+        ObjectOutcome::Processed { .. }
+    ));
+    assert_eq!(
+        h.started(),
+        vec!["raw/a.txt".to_string(), "raw/b.txt".to_string()],
+        "each object was worked on once"
+    );
+    assert_eq!(h.metrics.total("copy", "Failures"), 0.0);
+    assert!(h.dlq.envelopes().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_direct_invocation_with_deferred_objects_fails_so_lambda_retries_it() {
+    let h = harness();
+    let a = h.land("raw/a.txt", "SLOW a").await;
+    let b = h.land("raw/b.txt", "SLOW b").await;
+    // One S3 notification with two records: no message to give back, so
+    // the invocation fails (retryably) and Lambda's retry finishes the job.
+    let err = h
+        .runner
+        .handle_lambda(
+            s3_notification(&[a.clone(), b.clone()]),
+            Some(deadline_in(Duration::from_secs(3))),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("deferred 1 objects"), "{err}");
+    let ok = h
+        .runner
+        .handle_lambda(
+            s3_notification(&[a, b]),
+            Some(deadline_in(Duration::from_secs(60))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok, json!({"already_processed": 1, "processed": 1}));
 }
