@@ -114,9 +114,10 @@ tf-fmt: ## terraform fmt -recursive infra
 	$(INFRA) fmt
 
 .PHONY: tf-check
-tf-check: ## Terraform fmt check, validate of every env, ghost IAM check on a plan, and its unit tests
+tf-check: ## Terraform fmt check, validate of every env, module tests (queue timing), ghost IAM check on a plan, and its unit tests
 	$(INFRA) fmt-check
 	$(INFRA) validate
+	$(INFRA) test-modules
 	$(INFRA) check-unit
 	$(INFRA) plan-ghost-check
 

@@ -6,6 +6,7 @@
 #   scripts/infra.sh validate            init -backend=false + validate every infra/envs/*
 #   scripts/infra.sh plan-ghost-check    plan envs/ghost offline, prove ghosts write nothing in prod
 #   scripts/infra.sh check-unit          unit tests of infra/checks
+#   scripts/infra.sh test-modules        terraform test of every infra/modules/* with a tests/ folder (mocked provider)
 #   scripts/infra.sh zip                 package target/debug binaries as target/lambda/<stage>/bootstrap.zip
 #   scripts/infra.sh deploy local [terraform apply args...]    apply envs/local to the running LocalStack
 #   scripts/infra.sh destroy local [terraform destroy args...]
@@ -119,6 +120,26 @@ cmd_plan_ghost_check() {
 
 cmd_check_unit() { python3 -m unittest discover -s "$INFRA/checks" -t "$INFRA/checks"; }
 
+# `terraform test` of each module that has tests/*.tftest.hcl: plans against
+# a mocked provider (no credentials), e.g. modules/stage refusing a queue
+# visibility timeout below 6 x the function timeout + batching window.
+cmd_test_modules() {
+  local dir log
+  for dir in "$INFRA"/modules/*/; do
+    dir="${dir%/}"
+    compgen -G "$dir/tests/*.tftest.hcl" >/dev/null || continue
+    init_quiet "$dir" -backend=false
+    log="$(mktemp)"
+    if ! tf -chdir="$dir" test -no-color >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      die "terraform test failed: ${dir#"$REPO"/}"
+    fi
+    say "test ok: ${dir#"$REPO"/} ($(grep -c '^  run .*\.\.\. pass$' "$log") runs passed)"
+    rm -f "$log"
+  done
+}
+
 cmd_zip() { python3 "$REPO/scripts/zip-host.py" "$@"; }
 
 # The id of the running LocalStack: a new one has none of the resources a
@@ -185,6 +206,7 @@ case "$cmd" in
   validate) cmd_validate ;;
   plan-ghost-check) cmd_plan_ghost_check ;;
   check-unit) cmd_check_unit ;;
+  test-modules) cmd_test_modules ;;
   zip) cmd_zip "$@" ;;
   deploy) cmd_deploy "$@" ;;
   destroy) cmd_destroy "$@" ;;

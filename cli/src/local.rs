@@ -95,6 +95,9 @@ pub struct StageSummary {
     pub dead_lettered: u64,
     /// Objects that failed and would be redelivered.
     pub failed: u64,
+    /// Objects not started for lack of time before a deadline (never on a
+    /// local run, which has none), which would be redelivered.
+    pub deferred: u64,
     /// Rows read.
     pub rows_in: u64,
     /// Rows written.
@@ -131,6 +134,14 @@ impl StageSummary {
                 ObjectOutcome::Failed(e) => {
                     self.failed += 1;
                     self.errors.push(format!("will retry: {e}"));
+                }
+                ObjectOutcome::Deferred { left, need } => {
+                    self.deferred += 1;
+                    self.errors.push(format!(
+                        "not started, will retry: deadline in {} ms, need ~{} ms",
+                        left.as_millis(),
+                        need.as_millis()
+                    ));
                 }
             }
         }

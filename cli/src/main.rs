@@ -122,8 +122,8 @@ async fn run_local(dir: PathBuf) -> anyhow::Result<ExitCode> {
     let pipeline = local::LocalPipeline::open(&dir)?;
     let summary = pipeline.run().await?;
     local::print_summary(pipeline.dir(), &summary, started.elapsed());
-    let failed: u64 = summary.values().map(|s| s.failed).sum();
-    Ok(if failed > 0 {
+    let unfinished: u64 = summary.values().map(|s| s.failed + s.deferred).sum();
+    Ok(if unfinished > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -147,7 +147,8 @@ async fn invoke(stage: String, event: PathBuf, dir: PathBuf) -> anyhow::Result<E
     if report.is_sqs_batch {
         println!("batchItemFailures: {:?}", report.failed_message_ids);
     }
-    Ok(if report.first_failure().is_some() {
+    let unfinished = report.first_failure().is_some() || report.deferred() > 0;
+    Ok(if unfinished {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -170,5 +171,10 @@ fn describe(o: &sluice::runner::ObjectOutcome) -> String {
         Retracted(n) => {
             format!("retracted: its input was removed upstream; {n} derived output(s) removed")
         }
+        Deferred { left, need } => format!(
+            "deferred (would be retried): deadline in {} ms, need ~{} ms",
+            left.as_millis(),
+            need.as_millis()
+        ),
     }
 }

@@ -510,6 +510,9 @@ async fn deliver(
                 Some(ObjectOutcome::AlreadyDeadLettered) => {
                     Outcome::FailedAgain("dead-lettered before".into())
                 }
+                // Not started for lack of time (a local redrive has no
+                // deadline, so this does not happen): not finished yet.
+                Some(ObjectOutcome::Deferred { .. }) => Outcome::Pending,
             };
             local_outputs.extend(l.pipeline.drain_events());
             Ok(Some(outcome))

@@ -1,8 +1,14 @@
 //! Retries with exponential backoff and full jitter, for retryable errors
 //! only, never sleeping past the invocation's deadline.
+//!
+//! Deadlines are [`tokio::time::Instant`]s: the clock the sleeps run on, so
+//! the deadline check and the sleeps agree, also under tokio's paused time
+//! in tests (`std::time::Instant` does not move there).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 

@@ -2,13 +2,17 @@
 //! and a [`Stage`]. It decodes the event, opens one span per object, skips
 //! work already done (per-input manifest), runs the stage with panics caught,
 //! checks that counts balance, writes the manifest idempotently, retries
-//! transient failures, dead-letters permanent ones, and answers SQS batches
-//! with partial batch failures.
+//! transient failures, dead-letters permanent ones, stops starting objects
+//! when the deadline is too close to finish one more, and answers SQS
+//! batches with partial batch failures.
+//!
+//! Deadlines are [`tokio::time::Instant`]s, the clock of the retry sleeps
+//! (see [`crate::retry`]).
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,6 +20,7 @@ use chrono::Utc;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::commit::{Ledger, ManifestState, Swap};
@@ -30,7 +35,7 @@ use crate::store::{
 };
 use crate::telemetry::{
     AlreadyProcessed, Counts, EmfStdout, EventSkipped, MetricsSink, NoMetrics, ObjectDeadLettered,
-    ObjectFailed, ObjectProcessed, RetryScheduled, StaleEventIgnored,
+    ObjectFailed, ObjectProcessed, ObjectsDeferred, RetryScheduled, StaleEventIgnored,
 };
 use crate::trigger::{self, ObjectRef};
 
@@ -382,6 +387,15 @@ pub enum ObjectOutcome {
     /// The input was removed by its upstream stage: everything this stage
     /// derived from it was removed (this many outputs).
     Retracted(usize),
+    /// Not started: too little time was left before the invocation's
+    /// deadline to finish it. Its message goes back to the queue
+    /// unprocessed; this is not an attempt, a failure or a dead letter.
+    Deferred {
+        /// Time left before the deadline when the runner stopped starting objects.
+        left: Duration,
+        /// Time it wanted left to start one more (see [`pace`]).
+        need: Duration,
+    },
 }
 
 /// The result of one invocation.
@@ -409,6 +423,7 @@ impl InvocationReport {
                 ObjectOutcome::AlreadyDeadLettered => "already_dead_lettered",
                 ObjectOutcome::Failed(_) => "failed",
                 ObjectOutcome::Retracted(_) => "retracted",
+                ObjectOutcome::Deferred { .. } => "deferred",
             };
             let n = s.get(name).and_then(Value::as_u64).unwrap_or(0);
             s.insert(name.into(), Value::from(n + 1));
@@ -422,6 +437,103 @@ impl InvocationReport {
             ObjectOutcome::Failed(e) => Some(e),
             _ => None,
         })
+    }
+
+    /// How many objects were deferred (not started) for lack of time.
+    pub fn deferred(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, ObjectOutcome::Deferred { .. }))
+            .count()
+    }
+}
+
+/// The safety factor on the per-object estimate: another object starts only
+/// if at least this many times the estimate is left before the deadline.
+/// Two covers an object twice as slow as the recent ones (a cold S3
+/// prefix, a bigger file, a retry) without idling half the time budget.
+pub const PACE_SAFETY_FACTOR: u32 = 2;
+
+/// The least time left at which another object starts, whatever the
+/// estimate: no object finishes in less, and the runner needs a moment to
+/// answer the batch.
+pub const PACE_FLOOR: Duration = Duration::from_secs(1);
+
+/// Whether a batch starts its next object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// Start it.
+    Start,
+    /// Leave it, and everything after it in the batch, for redelivery.
+    Defer {
+        /// Time left before the deadline.
+        left: Duration,
+        /// Time wanted left to start one more.
+        need: Duration,
+    },
+}
+
+/// Decide whether to start the next object of a batch with `left` before
+/// the deadline (`None`: no deadline), given the per-object `estimate`
+/// (`None`: nothing measured yet) and whether this invocation has started an
+/// object already.
+///
+/// It wants `need = max(PACE_SAFETY_FACTOR × estimate, PACE_FLOOR)` left. The
+/// first object of an invocation needs only the floor: deferring it would
+/// make no progress at all, and an estimate above half the function timeout
+/// would then defer every delivery until SQS dead-letters it untried.
+pub fn pace(left: Option<Duration>, estimate: Option<Duration>, started_any: bool) -> Pacing {
+    let Some(left) = left else {
+        return Pacing::Start;
+    };
+    let need = estimate
+        .map(|e| e.saturating_mul(PACE_SAFETY_FACTOR))
+        .unwrap_or_default()
+        .max(PACE_FLOOR);
+    let need = if started_any { need } else { PACE_FLOOR };
+    if left >= need {
+        Pacing::Start
+    } else {
+        Pacing::Defer { left, need }
+    }
+}
+
+/// The per-object processing time a [`Runner`] expects, learnt from the
+/// objects it has worked on (kept across the invocations of a warm Lambda).
+///
+/// A peak-following moving average: a slower object raises the estimate to
+/// its own duration at once; a faster one pulls it down by a quarter of the
+/// difference. Quick to believe that S3 got slow, slow to believe that it
+/// recovered, which is the safe side for a deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectPace {
+    estimate: Option<Duration>,
+}
+
+impl ObjectPace {
+    /// The current estimate; `None` before the first measurement.
+    pub fn estimate(&self) -> Option<Duration> {
+        self.estimate
+    }
+
+    /// Learn from one object that took `took`.
+    pub fn observe(&mut self, took: Duration) {
+        self.estimate = Some(match self.estimate {
+            Some(e) if took < e => e - (e - took) / 4,
+            _ => took,
+        });
+    }
+
+    /// Whether an outcome measures the cost of an object. Short cuts
+    /// (already processed, stale, skipped, already dead-lettered) take a
+    /// fraction of a real object and would make the next one look cheap.
+    fn measures(outcome: &ObjectOutcome) -> bool {
+        matches!(
+            outcome,
+            ObjectOutcome::Processed { .. }
+                | ObjectOutcome::Failed(_)
+                | ObjectOutcome::DeadLettered(_)
+        )
     }
 }
 
@@ -442,12 +554,52 @@ enum Committed {
 pub struct Runner<S> {
     stage: S,
     rt: Runtime,
+    pace: Mutex<ObjectPace>,
 }
 
 impl<S: Stage> Runner<S> {
     /// A runner for `stage` with these clients.
     pub fn new(rt: Runtime, stage: S) -> Self {
-        Runner { stage, rt }
+        Runner {
+            stage,
+            rt,
+            pace: Mutex::new(ObjectPace::default()),
+        }
+    }
+
+    /// What this runner expects an object to take.
+    pub fn object_pace(&self) -> ObjectPace {
+        *self.pace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether to start another object now (see [`pace`]).
+    fn pacing(&self, deadline: Option<Instant>, started_any: bool) -> Pacing {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        pace(left, self.object_pace().estimate(), started_any)
+    }
+
+    /// Process one object as [`Runner::process_with_retries`] does, and
+    /// learn from how long it took.
+    async fn process_timed(
+        &self,
+        obj: &ObjectRef,
+        deadline: Option<Instant>,
+        receive_count: u32,
+        first_seen: Option<chrono::DateTime<Utc>>,
+        raw_event: &Value,
+        redrive: bool,
+    ) -> ObjectOutcome {
+        let started = Instant::now();
+        let outcome = self
+            .process_with_retries(obj, deadline, receive_count, first_seen, raw_event, redrive)
+            .await;
+        if ObjectPace::measures(&outcome) {
+            self.pace
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .observe(started.elapsed());
+        }
+        outcome
     }
 
     /// The runtime.
@@ -503,26 +655,48 @@ impl<S: Stage> Runner<S> {
             is_sqs_batch: decoded.is_sqs_batch,
             ..Default::default()
         };
+        // Once the deadline is too close to finish another object, nothing
+        // more is started: `deferring` holds (time left, time needed) from
+        // that moment, and every later object goes back to the queue as is.
+        let mut deferring: Option<(Duration, Duration)> = None;
+        let mut started_any = false;
+        let mut deferred_messages = 0;
         for delivery in decoded.deliveries {
-            for reason in &delivery.skipped {
-                EventSkipped {
-                    stage: &stage,
-                    reason,
-                }
-                .emit(self.rt.metrics.as_ref());
-            }
+            let trigger::Delivery {
+                message_id,
+                receive_count,
+                first_seen,
+                objects,
+                skipped,
+                raw,
+                redrive: marked_redrive,
+            } = delivery;
+            // A message of a batch can only be given back by its id; one
+            // without (SQS always sends one) is processed, never deferred.
+            let can_defer = message_id.is_some() || !report.is_sqs_batch;
             let mut delivery_failed = false;
-            match delivery.objects {
-                Err(err) => {
+            let mut delivery_deferred = false;
+            if deferring.is_none() || !can_defer {
+                // Reported with the delivery's processing (a deferred one
+                // reports them when it comes back).
+                for reason in &skipped {
+                    EventSkipped {
+                        stage: &stage,
+                        reason,
+                    }
+                    .emit(self.rt.metrics.as_ref());
+                }
+            }
+            match (objects, deferring.filter(|_| can_defer)) {
+                (Err(_), Some((left, need))) => {
+                    delivery_deferred = true;
+                    report
+                        .outcomes
+                        .push((None, ObjectOutcome::Deferred { left, need }));
+                }
+                (Err(err), None) => {
                     match self
-                        .dead_letter(
-                            None,
-                            &err,
-                            delivery.receive_count,
-                            delivery.first_seen,
-                            None,
-                            delivery.raw.clone(),
-                        )
+                        .dead_letter(None, &err, receive_count, first_seen, None, raw.clone())
                         .await
                     {
                         Ok(()) => report
@@ -534,16 +708,30 @@ impl<S: Stage> Runner<S> {
                         }
                     }
                 }
-                Ok(objects) => {
+                (Ok(objects), _) => {
                     for obj in objects {
+                        if can_defer && deferring.is_none() {
+                            if let Pacing::Defer { left, need } = self.pacing(deadline, started_any)
+                            {
+                                deferring = Some((left, need));
+                            }
+                        }
+                        if let (true, Some((left, need))) = (can_defer, deferring) {
+                            delivery_deferred = true;
+                            report
+                                .outcomes
+                                .push((Some(obj), ObjectOutcome::Deferred { left, need }));
+                            continue;
+                        }
+                        started_any = true;
                         let outcome = self
-                            .process_with_retries(
+                            .process_timed(
                                 &obj,
                                 deadline,
-                                delivery.receive_count,
-                                delivery.first_seen,
-                                &delivery.raw,
-                                redrive || delivery.redrive,
+                                receive_count,
+                                first_seen,
+                                &raw,
+                                redrive || marked_redrive,
                             )
                             .await;
                         delivery_failed |= matches!(outcome, ObjectOutcome::Failed(_));
@@ -551,11 +739,23 @@ impl<S: Stage> Runner<S> {
                     }
                 }
             }
-            if delivery_failed {
-                if let Some(id) = delivery.message_id {
+            if delivery_failed || delivery_deferred {
+                if let Some(id) = message_id {
+                    deferred_messages += usize::from(delivery_deferred);
                     report.failed_message_ids.push(id);
                 }
             }
+        }
+        if let Some((left, need)) = deferring {
+            ObjectsDeferred {
+                stage: &stage,
+                objects: report.deferred(),
+                messages: deferred_messages,
+                left,
+                need,
+                estimate: self.object_pace().estimate(),
+            }
+            .emit(self.rt.metrics.as_ref());
         }
         Ok(report)
     }
@@ -1373,6 +1573,18 @@ impl<S: Stage> Runner<S> {
         if let Some(err) = report.first_failure() {
             return Err(Error::other(err.kind(), err.to_string(), None));
         }
+        // A direct invocation has no message to give back: failing it makes
+        // Lambda retry the event, and what was done is then already processed.
+        if report.deferred() > 0 {
+            return Err(Error::other(
+                ErrorKind::Transient,
+                format!(
+                    "deferred {} objects: too little time left before the deadline",
+                    report.deferred()
+                ),
+                None,
+            ));
+        }
         Ok(report.summary())
     }
 }
@@ -1436,4 +1648,92 @@ pub async fn run_lambda<S: Stage>(stage: S) -> std::result::Result<(), lambda_ru
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn pace_starts_an_object_only_with_twice_the_estimate_left() {
+        let defer = |left: u64, need: u64| Pacing::Defer {
+            left: ms(left),
+            need: ms(need),
+        };
+        // (left before the deadline, estimate, started one already) -> decision
+        let table: &[(Option<u64>, Option<u64>, bool, Pacing)] = &[
+            // No deadline (CLI, tests): always start.
+            (None, Some(60_000), true, Pacing::Start),
+            (None, None, false, Pacing::Start),
+            // Nothing measured yet: only the floor applies.
+            (Some(1_000), None, true, Pacing::Start),
+            (Some(999), None, true, defer(999, 1_000)),
+            // need = 2 x estimate, at the boundary and either side.
+            (Some(4_000), Some(2_000), true, Pacing::Start),
+            (Some(3_999), Some(2_000), true, defer(3_999, 4_000)),
+            (Some(30_000), Some(2_000), true, Pacing::Start),
+            // A fast estimate still wants the floor.
+            (Some(999), Some(10), true, defer(999, 1_000)),
+            (Some(1_000), Some(10), true, Pacing::Start),
+            (Some(0), Some(10), true, defer(0, 1_000)),
+            // The first object of an invocation needs only the floor, even
+            // with an estimate above half the time left.
+            (Some(20_000), Some(15_000), false, Pacing::Start),
+            (Some(20_000), Some(15_000), true, defer(20_000, 30_000)),
+            (Some(999), Some(15_000), false, defer(999, 1_000)),
+            (Some(0), None, false, defer(0, 1_000)),
+        ];
+        for &(left, estimate, started_any, want) in table {
+            assert_eq!(
+                pace(left.map(ms), estimate.map(ms), started_any),
+                want,
+                "left {left:?} ms, estimate {estimate:?} ms, started_any {started_any}"
+            );
+        }
+    }
+
+    #[test]
+    fn object_pace_follows_peaks_at_once_and_recoveries_slowly() {
+        let mut p = ObjectPace::default();
+        assert_eq!(p.estimate(), None);
+        let mut seen = Vec::new();
+        for took in [400, 2_000, 400, 400, 400, 3_000, 0] {
+            p.observe(ms(took));
+            seen.push(p.estimate().map(|e| e.as_millis()));
+        }
+        assert_eq!(
+            seen,
+            [400, 2_000, 1_600, 1_300, 1_075, 3_000, 2_250].map(Some),
+            "up to a slower object at once, a quarter of the way down to a faster one"
+        );
+        // Durations measured in whole seconds or nanoseconds: no overflow.
+        p.observe(Duration::MAX);
+        p.observe(Duration::ZERO);
+        assert!(p
+            .estimate()
+            .is_some_and(|e| e > Duration::from_secs(1 << 40)));
+    }
+
+    #[test]
+    fn only_real_work_measures_the_pace() {
+        let err = || Error::other(ErrorKind::Transient, "503", None);
+        assert!(ObjectPace::measures(&ObjectOutcome::Failed(err())));
+        assert!(ObjectPace::measures(&ObjectOutcome::DeadLettered(err())));
+        for cheap in [
+            ObjectOutcome::AlreadyProcessed,
+            ObjectOutcome::AlreadyDeadLettered,
+            ObjectOutcome::Stale("older".into()),
+            ObjectOutcome::Skipped("not ours".into()),
+            ObjectOutcome::Deferred {
+                left: ms(1),
+                need: ms(2),
+            },
+        ] {
+            assert!(!ObjectPace::measures(&cheap), "{cheap:?}");
+        }
+    }
 }

@@ -391,6 +391,50 @@ impl ObjectFailed<'_> {
     }
 }
 
+/// Objects of a batch left unstarted because the invocation's deadline is
+/// too close to finish another one: their messages go back to the queue
+/// unprocessed. Not a failure (nothing was attempted), so WARN, not ERROR.
+#[derive(Debug)]
+pub struct ObjectsDeferred<'a> {
+    /// Stage.
+    pub stage: &'a str,
+    /// Objects not started (an undecodable delivery counts as one).
+    pub objects: usize,
+    /// SQS messages reported back as batch item failures for them.
+    pub messages: usize,
+    /// Time left before the deadline when the runner stopped starting objects.
+    pub left: Duration,
+    /// Time it wanted left to start one more.
+    pub need: Duration,
+    /// The per-object estimate `need` came from, if one was measured yet.
+    pub estimate: Option<Duration>,
+}
+
+impl ObjectsDeferred<'_> {
+    /// Log and count.
+    pub fn emit(&self, metrics: &dyn MetricsSink) {
+        let left_ms = self.left.as_millis() as u64;
+        let need_ms = self.need.as_millis() as u64;
+        tracing::warn!(
+            objects_deferred = self.objects,
+            messages_deferred = self.messages,
+            deadline_in_ms = left_ms,
+            need_ms,
+            estimate_ms = self.estimate.map(|e| e.as_millis() as u64),
+            "deferred {} objects: deadline in {left_ms} ms, need ~{need_ms} ms",
+            self.objects
+        );
+        metrics.record(
+            self.stage,
+            &[Metric::new(
+                "ObjectsDeferred",
+                self.objects as f64,
+                Unit::Count,
+            )],
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +482,17 @@ mod tests {
         }
         .emit(&m);
         AlreadyProcessed { stage: "ingest" }.emit(&m);
+        ObjectsDeferred {
+            stage: "ingest",
+            objects: 3,
+            messages: 2,
+            left: Duration::from_millis(900),
+            need: Duration::from_secs(2),
+            estimate: Some(Duration::from_secs(1)),
+        }
+        .emit(&m);
+        assert_eq!(m.total("ingest", "ObjectsDeferred"), 3.0);
+        assert_eq!(m.total("ingest", "Failures"), 0.0, "deferred is not failed");
         assert_eq!(m.total("ingest", "RowsIn"), 10.0);
         assert_eq!(m.total("ingest", "RowsQuarantined"), 2.0);
         assert_eq!(m.total("ingest", "AlreadyProcessed"), 1.0);

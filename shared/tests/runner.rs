@@ -1,8 +1,10 @@
 //! The stage runner, exercised end to end in memory with a small test stage:
 //! decoding, idempotency, failure routing, partial batch responses, panics,
-//! retries, replacement by newer versions, and the count balance check.
+//! retries, replacement by newer versions, the count balance check, and
+//! batches that stop starting objects near the Lambda deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,12 +23,17 @@ use sluice::{Counts, ObjectContext, Runner, Runtime, Stage};
 /// Copies `.txt` inputs upper-cased, quarantining lines containing BAD.
 /// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose;
 /// an input starting with WAIT writes its outputs, then waits for `release`
-/// before returning (a version still in flight).
+/// before returning (a version still in flight); inputs starting with SLOW take [`SLOW`] (tokio time, so paused in tests
+/// that pause it). Every key the stage starts on is recorded.
 #[derive(Default)]
 struct CopyStage {
     reached: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
+    started: Arc<Mutex<Vec<String>>>,
 }
+
+/// How long a SLOW input takes.
+const SLOW: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl Stage for CopyStage {
@@ -39,8 +46,15 @@ impl Stage for CopyStage {
     }
 
     async fn process(&self, ctx: &mut ObjectContext) -> sluice::Result<Counts> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ctx.object.key.clone());
         let body = ctx.open_input().await?.bytes().await?;
         let text = String::from_utf8_lossy(&body).into_owned();
+        if text.starts_with("SLOW") {
+            tokio::time::sleep(SLOW).await;
+        }
         if text.starts_with("CORRUPT") {
             return Err(Error::invalid_input(ctx.location(), "corrupt header"));
         }
@@ -98,6 +112,7 @@ struct Harness {
     store: MemoryStore,
     dlq: MemoryDeadLetter,
     metrics: RecordingMetrics,
+    started: Arc<Mutex<Vec<String>>>,
     runner: Runner<CopyStage>,
 }
 
@@ -132,6 +147,7 @@ fn harness() -> Harness {
         store,
         dlq,
         metrics,
+        started: stage.started.clone(),
         runner: Runner::new(rt, stage),
     }
 }
@@ -158,6 +174,14 @@ impl Harness {
 
     async fn invoke(&self, payload: Value) -> sluice::runner::InvocationReport {
         self.runner.handle(&payload, None).await.unwrap()
+    }
+
+    /// The keys the stage has started on, in order.
+    fn started(&self) -> Vec<String> {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn outputs(&self) -> Vec<String> {
@@ -721,4 +745,156 @@ async fn a_corrupt_reupload_removes_the_older_versions_outputs() {
         h.manifest(&v2).await.state,
         sluice::commit::ManifestState::DeadLettered
     );
+}
+
+/// A deadline `after` from now, on the clock the runner reads (tokio's,
+/// which the paused tests control).
+fn deadline_in(after: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + after
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_stops_starting_objects_near_the_deadline() {
+    let h = harness();
+    // Six messages, each object taking 2 s (simulated); 11 s left. After the
+    // first object the runner knows an object takes ~2 s and wants twice
+    // that left before starting another: objects 1-4 start (11, 9, 7, 5 s
+    // left), 5 and 6 would start with 3 s left and are deferred.
+    let mut messages = Vec::new();
+    for i in 1..=6 {
+        let obj = h.land(&format!("raw/slow-{i}.txt"), "SLOW rows").await;
+        messages.push((format!("m{i}"), s3_notification(&[obj])));
+    }
+    let batch: Vec<(&str, Value)> = messages
+        .iter()
+        .map(|(id, ev)| (id.as_str(), ev.clone()))
+        .collect();
+    let report = h
+        .runner
+        .handle(
+            &sqs_batch(&batch),
+            Some(deadline_in(Duration::from_secs(11))),
+        )
+        .await
+        .unwrap();
+
+    let done: Vec<String> = (1..=4).map(|i| format!("raw/slow-{i}.txt")).collect();
+    assert_eq!(h.started(), done, "only the first four were started");
+    assert_eq!(
+        report.failed_message_ids,
+        vec!["m5".to_string(), "m6".to_string()],
+        "the unstarted ones go back to the queue, the done ones do not: {report:?}"
+    );
+    assert_eq!(h.metrics.total("copy", "ObjectsProcessed"), 4.0);
+    assert_eq!(
+        h.metrics.total("copy", "Failures"),
+        0.0,
+        "deferred is not failed"
+    );
+    assert!(h.dlq.envelopes().is_empty(), "nothing is dead-lettered");
+    assert_eq!(h.metrics.total("copy", "ObjectsDeferred"), 2.0);
+    let outcomes: Vec<(String, &ObjectOutcome)> = report
+        .outcomes
+        .iter()
+        .map(|(o, out)| (o.as_ref().map(|o| o.key.clone()).unwrap_or_default(), out))
+        .collect();
+    for (key, outcome) in &outcomes[..4] {
+        assert!(
+            matches!(outcome, ObjectOutcome::Processed { .. }),
+            "{key}: {outcome:?}"
+        );
+    }
+    for (key, outcome) in &outcomes[4..] {
+        let ObjectOutcome::Deferred { left, need } = outcome else {
+            panic!("{key}: {outcome:?}");
+        };
+        assert_eq!(
+            (*left, *need),
+            (Duration::from_secs(3), 2 * SLOW),
+            "{key}: decided with 3 s left, wanting twice the 2 s an object took"
+        );
+    }
+    assert_eq!(report.summary(), json!({"processed": 4, "deferred": 2}));
+    let copied = h
+        .outputs()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("copied/"))
+        .count();
+    assert_eq!(copied, 4, "outputs only for the started objects");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_message_is_processed_when_it_comes_back() {
+    let h = harness();
+    let a = h.land("raw/a.txt", "SLOW a").await;
+    let b = h.land("raw/b.txt", "SLOW b").await;
+    let batch = sqs_batch(&[
+        ("m-a", s3_notification(std::slice::from_ref(&a))),
+        ("m-b", s3_notification(std::slice::from_ref(&b))),
+    ]);
+    // 3 s: the first object starts (it needs only the floor), the second
+    // would want 4 s and is given back.
+    let first = h
+        .runner
+        .handle(&batch, Some(deadline_in(Duration::from_secs(3))))
+        .await
+        .unwrap();
+    assert_eq!(first.failed_message_ids, vec!["m-b".to_string()]);
+    assert_eq!(
+        h.runner.object_pace().estimate(),
+        Some(SLOW),
+        "the runner learnt what an object takes"
+    );
+    // The queue redelivers the same batch (m-a was acknowledged in reality;
+    // here it comes back too and is already processed).
+    let again = h
+        .runner
+        .handle(&batch, Some(deadline_in(Duration::from_secs(60))))
+        .await
+        .unwrap();
+    assert!(again.failed_message_ids.is_empty(), "{again:?}");
+    assert!(matches!(
+        again.outcomes[0].1,
+        ObjectOutcome::AlreadyProcessed
+    ));
+    assert!(matches!(
+        again.outcomes[1].1,
+        ObjectOutcome::Processed { .. }
+    ));
+    assert_eq!(
+        h.started(),
+        vec!["raw/a.txt".to_string(), "raw/b.txt".to_string()],
+        "each object was worked on once"
+    );
+    assert_eq!(h.metrics.total("copy", "Failures"), 0.0);
+    assert!(h.dlq.envelopes().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_direct_invocation_with_deferred_objects_fails_so_lambda_retries_it() {
+    let h = harness();
+    let a = h.land("raw/a.txt", "SLOW a").await;
+    let b = h.land("raw/b.txt", "SLOW b").await;
+    // One S3 notification with two records: no message to give back, so
+    // the invocation fails (retryably) and Lambda's retry finishes the job.
+    let err = h
+        .runner
+        .handle_lambda(
+            s3_notification(&[a.clone(), b.clone()]),
+            Some(deadline_in(Duration::from_secs(3))),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("deferred 1 objects"), "{err}");
+    let ok = h
+        .runner
+        .handle_lambda(
+            s3_notification(&[a, b]),
+            Some(deadline_in(Duration::from_secs(60))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok, json!({"already_processed": 1, "processed": 1}));
 }

@@ -38,7 +38,7 @@ variable "environment" {
 }
 
 variable "stage_settings" {
-  description = "Per-stage overrides (see modules/pipeline); they apply to the ghost stages too. Locally, short timeouts keep redelivery after a failure quick (visibility timeout = 6 x timeout)."
+  description = "Per-stage overrides (see modules/pipeline); they apply to the ghost stages too. Locally, short timeouts keep redelivery after a failure quick (visibility timeout = 6 x timeout + maximum_batching_window)."
   type = map(object({
     memory_size             = optional(number)
     timeout                 = optional(number)

@@ -25,6 +25,12 @@ locals {
     prefix = var.quarantine_bucket == null ? "_quarantine/${var.stage}/" : var.quarantine_prefix
   }
 
+  # AWS's advice for an SQS event source mapping: at least six times the
+  # function timeout (a throttled batch is retried before its messages
+  # reappear), plus the batching window (a message waits that long in a
+  # batch being gathered, invisible already).
+  visibility_timeout = coalesce(var.visibility_timeout, 6 * var.timeout + var.maximum_batching_window)
+
   input_url      = "s3://${var.input_bucket}/${var.input_prefix}"
   output_url     = "s3://${var.output_bucket}/${var.output_prefix}"
   quarantine_url = "s3://${local.quarantine.bucket}/${local.quarantine.prefix}"
@@ -87,7 +93,7 @@ resource "aws_sqs_queue" "dlq" {
 
 resource "aws_sqs_queue" "this" {
   name                       = local.queue_name
-  visibility_timeout_seconds = coalesce(var.visibility_timeout, 6 * var.timeout)
+  visibility_timeout_seconds = local.visibility_timeout
   message_retention_seconds  = var.message_retention_seconds
   sqs_managed_sse_enabled    = true
   redrive_policy = jsonencode({
@@ -108,10 +114,12 @@ resource "aws_sqs_queue" "this" {
   })
   tags = local.tags
 
+  # The variables' validations say the same for a set visibility_timeout;
+  # this also holds the computed default to it.
   lifecycle {
     precondition {
-      condition     = coalesce(var.visibility_timeout, 6 * var.timeout) >= 6 * var.timeout
-      error_message = "visibility_timeout must be at least 6 x the function timeout."
+      condition     = local.visibility_timeout >= 6 * var.timeout + var.maximum_batching_window
+      error_message = "The queue's visibility timeout (${local.visibility_timeout} s) must be at least 6 x the function timeout (${var.timeout} s) + maximum_batching_window (${var.maximum_batching_window} s)."
     }
   }
 }

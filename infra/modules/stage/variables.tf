@@ -182,17 +182,29 @@ variable "environment" {
 # --- queue and trigger -----------------------------------------------------------
 
 variable "batch_size" {
-  description = "Messages per invocation."
+  description = "Messages per invocation (1-10; up to 10000 with a maximum_batching_window of 1 s or more). The code stops starting objects when the function's deadline is too close and gives the rest back, so a large batch is safe, but what it defers waits out the visibility timeout."
   type        = number
   nullable    = false
   default     = 1
+  validation {
+    condition     = var.batch_size >= 1 && var.batch_size <= 10000 && floor(var.batch_size) == var.batch_size
+    error_message = "batch_size must be a whole number of messages, 1-10000."
+  }
+  validation {
+    condition     = var.batch_size <= 10 || var.maximum_batching_window >= 1
+    error_message = "batch_size above 10 needs a maximum_batching_window of at least 1 second (AWS rejects the event source mapping otherwise)."
+  }
 }
 
 variable "maximum_batching_window" {
-  description = "Seconds to gather a batch (required by AWS when batch_size > 10)."
+  description = "Seconds to gather a batch, 0-300 (required by AWS when batch_size > 10). It adds to the default visibility timeout."
   type        = number
   nullable    = false
   default     = 0
+  validation {
+    condition     = var.maximum_batching_window >= 0 && var.maximum_batching_window <= 300
+    error_message = "maximum_batching_window must be 0-300 seconds."
+  }
 }
 
 variable "maximum_concurrency" {
@@ -207,19 +219,27 @@ variable "maximum_concurrency" {
 }
 
 variable "max_receive_count" {
-  description = "Deliveries before a message moves to the DLQ."
+  description = "Deliveries before a message moves to the DLQ (a batch item the code deferred for lack of time counts as one too)."
   type        = number
   nullable    = false
   default     = 5
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000
+    error_message = "max_receive_count must be 1-1000."
+  }
 }
 
 variable "visibility_timeout" {
-  description = "Queue visibility timeout in seconds; null: 6 x the function timeout (AWS's advice for event source mappings)."
+  description = "Queue visibility timeout in seconds; null: 6 x the function timeout + maximum_batching_window (AWS's advice for event source mappings, so a throttled or retried batch is not delivered twice at once)."
   type        = number
   default     = null
   validation {
     condition     = var.visibility_timeout == null || try(var.visibility_timeout <= 43200, false)
     error_message = "visibility_timeout must be at most 43200 seconds."
+  }
+  validation {
+    condition     = var.visibility_timeout == null || try(var.visibility_timeout >= 6 * var.timeout + var.maximum_batching_window, false)
+    error_message = "visibility_timeout must be at least 6 x the function timeout + maximum_batching_window (AWS's advice for SQS event source mappings); leave it null for exactly that."
   }
 }
 
