@@ -227,8 +227,24 @@ impl LocalPipeline {
         self.store.drain_events()
     }
 
-    /// The stage whose input an object falls under, if any.
+    /// The stage whose input an object falls under, if any: a data object,
+    /// or an upstream stage's commit (a manifest), which delivers what it lists.
     fn route(&self, obj: &ObjectRef) -> Option<&'static str> {
+        let commits = [
+            ("curate", self.curate.upstream_commits()),
+            ("profile", self.profile.upstream_commits()),
+        ];
+        for (stage, prefix) in commits {
+            let config = if stage == "curate" {
+                &self.curate.runtime().config
+            } else {
+                &self.profile.runtime().config
+            };
+            if prefix.is_some_and(|p| obj.bucket == config.input.bucket && obj.key.starts_with(&p))
+            {
+                return Some(stage);
+            }
+        }
         if is_internal_key(&obj.key) {
             return None;
         }

@@ -537,6 +537,16 @@ impl ObjectPace {
     }
 }
 
+/// What the upstream stage's commit says of an input.
+enum UpstreamCommit {
+    /// Committed: the upstream manifest lists it.
+    Listed,
+    /// The upstream committed its source without it: not wanted.
+    NotWanted(String),
+    /// Not committed yet; the commit's own event delivers it.
+    Pending(String),
+}
+
 /// How a commit ended.
 enum Committed {
     /// This version's manifest is in place (and its cleanup done).
@@ -976,6 +986,12 @@ impl<S: Stage> Runner<S> {
                 cfg.input
             ));
         }
+        if self
+            .upstream_commits()
+            .is_some_and(|p| obj.key.starts_with(&p) && obj.key.ends_with(".json"))
+        {
+            return self.deliver_committed(obj, deadline, redrive).await;
+        }
         let relative = obj.key.strip_prefix(&cfg.input.prefix).unwrap_or(&obj.key);
         if is_internal_key(relative) {
             return skip(format!("{} is bookkeeping, not data", obj.location()));
@@ -1038,8 +1054,10 @@ impl<S: Stage> Runner<S> {
         let source = current_source;
         let input_stage = input.metadata.get(keys::STAGE).cloned();
         if let Some(up) = &cfg.upstream {
-            if let Some(reason) = self.upstream_commit(obj, &input, up).await? {
-                return stale(reason);
+            match self.upstream_commit(obj, &input, up).await? {
+                UpstreamCommit::Listed => {}
+                UpstreamCommit::NotWanted(reason) => return stale(reason),
+                UpstreamCommit::Pending(reason) => return skip(reason),
             }
         }
         let lineage = Lineage::for_input(
@@ -1212,20 +1230,18 @@ impl<S: Stage> Runner<S> {
         ledger.remove(owned, keep).await
     }
 
-    /// Check the upstream commit of `input`. `Ok(Some(reason))`: the upstream
-    /// committed this input's source without it, so it is not wanted. Not
-    /// committed yet is processed (see the comment below; issue 10 asks for
-    /// waiting on the commit, which needs commit-triggered delivery).
+    /// Check the upstream commit of `input`: later stages act only on
+    /// committed outputs.
     async fn upstream_commit(
         &self,
         obj: &ObjectRef,
         input: &ObjectMeta,
         upstream: &str,
-    ) -> Result<Option<String>> {
+    ) -> Result<UpstreamCommit> {
         let cfg = &self.rt.config;
         let Some(up_source) = SourceIdentity::from_metadata(&input.metadata) else {
             // Not written by a Sluice stage (a hand-placed file): nothing to wait for.
-            return Ok(None);
+            return Ok(UpstreamCommit::Listed);
         };
         let up = Ledger::new(
             self.rt.store.clone(),
@@ -1237,35 +1253,117 @@ impl<S: Stage> Runner<S> {
             bucket: obj.bucket.clone(),
             key: obj.key.clone(),
         };
-        match up.read(&up_source).await? {
+        Ok(match up.read(&up_source).await? {
             Some((m, _))
                 if m.state == ManifestState::Committed
                     && m.source.same_content(&up_source)
                     && m.outputs.contains(&me) =>
             {
-                Ok(None)
+                UpstreamCommit::Listed
             }
             Some((m, _))
                 if m.source.same_content(&up_source) && m.state == ManifestState::Committed =>
             {
-                Ok(Some(format!(
+                UpstreamCommit::NotWanted(format!(
                     "{}: {upstream} committed its input without this output",
                     obj.location()
-                )))
+                ))
             }
             // Not committed yet (the upstream is still finishing, or this is
-            // a losing version's output). Waiting here would hold deliveries
-            // until the queue gives up, so go ahead: if it loses, its removal
-            // reaches this stage and retracts what was derived from it.
-            _ => {
-                tracing::info!(
-                    upstream,
-                    "{}: not committed upstream yet; processing it, a removal would retract it",
+            // a losing version's output): the upstream's commit is an event
+            // of its own, which delivers every output it lists.
+            _ => UpstreamCommit::Pending(format!(
+                "{}: not committed by {upstream} yet; its commit delivers it",
+                obj.location()
+            )),
+        })
+    }
+
+    /// Where the upstream stage commits (`<input prefix>_sluice/manifests/<upstream>/`).
+    pub fn upstream_commits(&self) -> Option<String> {
+        let cfg = &self.rt.config;
+        cfg.upstream
+            .as_ref()
+            .map(|u| format!("{}_sluice/manifests/{u}/", cfg.input.prefix))
+    }
+
+    /// An upstream manifest was written: process every output it commits
+    /// (each with its own retries and dead-lettering). Boxed: it recurses
+    /// into [`Runner::process_with_retries`].
+    fn deliver_committed<'a>(
+        &'a self,
+        obj: &'a ObjectRef,
+        deadline: Option<Instant>,
+        redrive: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ObjectOutcome>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let cfg = &self.rt.config;
+            let stage = self.stage.name();
+            let metrics = self.rt.metrics.as_ref();
+            let skip = |reason: String| {
+                EventSkipped {
+                    stage,
+                    reason: &reason,
+                }
+                .emit(metrics);
+                Ok(ObjectOutcome::Skipped(reason))
+            };
+            if obj.is_removal() {
+                return skip(format!(
+                    "{} (an upstream manifest) was removed",
                     obj.location()
-                );
-                Ok(None)
+                ));
             }
-        }
+            let bytes = match self.rt.store.get_bytes(&obj.bucket, &obj.key).await {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return skip(format!("{} no longer exists", obj.location()))
+                }
+                Err(e) => return Err(e),
+            };
+            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::other(
+                    ErrorKind::InvalidInput,
+                    format!("{}: unreadable upstream manifest", obj.location()),
+                    Some(Box::new(e)),
+                )
+            })?;
+            if manifest.state != ManifestState::Committed {
+                return skip(format!(
+                    "{}: the upstream commit holds no outputs ({:?})",
+                    obj.location(),
+                    manifest.state
+                ));
+            }
+            let mut delivered = 0;
+            let mut failed = None;
+            for o in &manifest.outputs {
+                let relative = o.key.strip_prefix(&cfg.input.prefix).unwrap_or(&o.key);
+                if !cfg.input.contains(&o.bucket, &o.key)
+                    || is_internal_key(relative)
+                    || !self.stage.accepts(&o.key)
+                {
+                    continue;
+                }
+                let one = ObjectRef::new(&o.bucket, &o.key);
+                let raw = trigger::s3_notification(std::slice::from_ref(&one));
+                match self
+                    .process_with_retries(&one, deadline, 1, None, &raw, redrive)
+                    .await
+                {
+                    ObjectOutcome::Failed(e) => failed = Some(e),
+                    _ => delivered += 1,
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            skip(format!(
+                "{}: delivered the {delivered} output(s) it commits",
+                obj.location()
+            ))
+        })
     }
 
     /// Commit a finished version by compare-and-swap of its manifest.

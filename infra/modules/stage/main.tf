@@ -53,6 +53,11 @@ locals {
     var.event_suffix != "" ? [{ suffix = var.event_suffix }] :
     null
   )
+  # A stage with an upstream is also fed the upstream's commits (its
+  # manifests): it acts only on committed outputs, and a commit delivers
+  # every output it lists. Matchers in one array are alternatives.
+  commit_filter = var.upstream == null ? [] : [{ prefix = "${var.input_prefix}_sluice/manifests/${var.upstream}/" }]
+  object_filter = local.key_filter == null ? null : concat(local.key_filter, local.commit_filter)
   event_pattern = {
     source = ["aws.s3"]
     # A stage with an upstream also consumes deletions: what its upstream
@@ -60,7 +65,7 @@ locals {
     "detail-type" = var.upstream == null ? ["Object Created"] : ["Object Created", "Object Deleted"]
     detail = merge(
       { bucket = { name = [var.input_bucket] } },
-      local.key_filter == null ? {} : { object = { key = local.key_filter } },
+      local.object_filter == null ? {} : { object = { key = local.object_filter } },
     )
   }
 
