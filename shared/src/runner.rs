@@ -1008,6 +1008,20 @@ impl<S: Stage> Runner<S> {
         }
         let started = Instant::now();
         let Some(input) = self.current(obj).await? else {
+            // Gone before its version committed: what that version wrote is
+            // its own to remove (a committed version's outputs stay: a
+            // landed object's deletion removes nothing, invariant 5).
+            let event_source = SourceIdentity::from_event(obj, None);
+            if event_source.etag.is_some() || event_source.version_id.is_some() {
+                let keep: BTreeSet<OutputRef> = match ledger.read(&event_source).await? {
+                    Some((m, _)) if m.source.same_content(&event_source) => {
+                        m.outputs.into_iter().collect()
+                    }
+                    _ => BTreeSet::new(),
+                };
+                let gone = SourceIdentity::of_key(&obj.bucket, &obj.key);
+                self.sweep_own(&ledger, &event_source, &keep, &gone).await?;
+            }
             if cfg.upstream.is_some() {
                 // Its upstream removed it (a newer version replaced it); the
                 // removal event retracts whatever was derived from it.
