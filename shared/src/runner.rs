@@ -1013,14 +1013,24 @@ impl<S: Stage> Runner<S> {
             // landed object's deletion removes nothing, invariant 5).
             let event_source = SourceIdentity::from_event(obj, None);
             if event_source.etag.is_some() || event_source.version_id.is_some() {
-                let keep: BTreeSet<OutputRef> = match ledger.read(&event_source).await? {
-                    Some((m, _)) if m.source.same_content(&event_source) => {
-                        m.outputs.into_iter().collect()
+                let committed = match ledger.read(&event_source).await? {
+                    Some((m, _))
+                        if m.source.same_content(&event_source)
+                            && m.state == ManifestState::Committed =>
+                    {
+                        Some(m)
                     }
-                    _ => BTreeSet::new(),
+                    _ => None,
                 };
+                if committed.is_some() {
+                    // A late duplicate of a version committed before its
+                    // input was deleted: done, not lost.
+                    AlreadyProcessed { stage }.emit(metrics);
+                    return Ok(ObjectOutcome::AlreadyProcessed);
+                }
                 let gone = SourceIdentity::of_key(&obj.bucket, &obj.key);
-                self.sweep_own(&ledger, &event_source, &keep, &gone).await?;
+                self.sweep_own(&ledger, &event_source, &BTreeSet::new(), &gone)
+                    .await?;
             }
             if cfg.upstream.is_some() {
                 // Its upstream removed it (a newer version replaced it); the
