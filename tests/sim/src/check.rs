@@ -25,7 +25,9 @@ use bytes::Bytes;
 use serde_json::Value;
 use sluice::lineage::{keys, SourceIdentity};
 use sluice::runner::Manifest;
-use sluice::store::{MemoryStore, NotifyingStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use sluice::store::{
+    MemoryStore, NotifyingStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+};
 use sluice::trigger::s3_notification;
 
 use crate::sim::{route, Runners, Sim, INPUT_BUCKETS, LANDING, OUTPUT_BUCKETS, STAGES};
@@ -77,13 +79,19 @@ pub async fn snapshot(store: &MemoryStore, dlqs: &[SimDlq; 3]) -> sluice::Result
     for (i, bucket) in OUTPUT_BUCKETS.iter().enumerate() {
         for meta in store.list(bucket, "").await? {
             if meta.key.starts_with("_sluice/") {
-                if let Some(rest) = meta.key.strip_prefix(&format!("_sluice/manifests/{}/", STAGES[i])) {
+                if let Some(rest) = meta
+                    .key
+                    .strip_prefix(&format!("_sluice/manifests/{}/", STAGES[i]))
+                {
                     let _ = rest;
                     let body = store.get_bytes(bucket, &meta.key).await?;
                     match serde_json::from_slice::<Manifest>(&body) {
-                        Ok(m) => {
+                        // Only a committed manifest is a commit: a dead-letter
+                        // commit or a retraction's tombstone holds no outputs.
+                        Ok(m) if m.state == sluice::commit::ManifestState::Committed => {
                             s.manifests.insert((i, m.source.key.clone()), m);
                         }
+                        Ok(_) => {}
                         Err(_) => s.bad_manifests.push((i, meta.key.clone())),
                     }
                 }
@@ -180,7 +188,10 @@ pub fn diff_summary(a: &Bytes, b: &Bytes) -> String {
                 let show = |v: &Value| {
                     let t = v.to_string();
                     if t.len() > 160 {
-                        format!("{}…", &t[..t.char_indices().nth(160).map_or(t.len(), |c| c.0)])
+                        format!(
+                            "{}…",
+                            &t[..t.char_indices().nth(160).map_or(t.len(), |c| c.0)]
+                        )
                     } else {
                         t
                     }
@@ -205,12 +216,29 @@ pub fn diff_summary(a: &Bytes, b: &Bytes) -> String {
         }
         let mut out = Vec::new();
         for (i, (p, q)) in x.iter().zip(&y).enumerate() {
-            walk(&if x.len() > 1 { format!("line{}", i + 1) } else { String::new() }, p, q, &mut out);
+            walk(
+                &if x.len() > 1 {
+                    format!("line{}", i + 1)
+                } else {
+                    String::new()
+                },
+                p,
+                q,
+                &mut out,
+            );
         }
         return out.join("; ");
     }
-    let at = a.iter().zip(b.iter()).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    format!("{} vs {} bytes, first difference at byte {at}", a.len(), b.len())
+    let at = a
+        .iter()
+        .zip(b.iter())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    format!(
+        "{} vs {} bytes, first difference at byte {at}",
+        a.len(),
+        b.len()
+    )
 }
 
 fn object_id(bucket: &str, key: &str) -> String {
@@ -218,9 +246,11 @@ fn object_id(bucket: &str, key: &str) -> String {
 }
 
 /// The id an output key is named by: the file name before its extension.
+/// The input id a key names: the stem, without the version tag that ingest's
+/// outputs carry (`<object id>-<content tag>.parquet`).
 fn id_of(key: &str) -> &str {
     let name = key.rsplit('/').next().unwrap_or(key);
-    name.split('.').next().unwrap_or(name)
+    name.split(['.', '-']).next().unwrap_or(name)
 }
 
 /// Who owns what: landing key by the id its outputs are named with.
@@ -342,7 +372,10 @@ fn compare(
                     let class = if version.contains("current") {
                         format!("inv{inv}: output bytes differ in {}", kind(b, k))
                     } else {
-                        format!("inv{inv}: output of an older version survives in {}", kind(b, k))
+                        format!(
+                            "inv{inv}: output of an older version survives in {}",
+                            kind(b, k)
+                        )
                     };
                     out.push(Violation::new(
                         inv,
@@ -385,7 +418,12 @@ fn letter_for(l: &Letter, bucket: &str, key: &str, etag: &str) -> bool {
 pub async fn check(sim: &Sim) -> Checked {
     let mut v: Vec<Violation> = Vec::new();
     for p in &sim.problems {
-        v.push(Violation::new(0, "sim: did not finish cleanly", "", p.clone()));
+        v.push(Violation::new(
+            0,
+            "sim: did not finish cleanly",
+            "",
+            p.clone(),
+        ));
     }
     let ungated = sim.ungated_calls();
     if ungated > 0 {
@@ -399,7 +437,12 @@ pub async fn check(sim: &Sim) -> Checked {
     let now = match snapshot(&sim.inner, &sim.dlqs).await {
         Ok(s) => s,
         Err(e) => {
-            v.push(Violation::new(0, "sim: cannot read the final store", "", e.to_string()));
+            v.push(Violation::new(
+                0,
+                "sim: cannot read the final store",
+                "",
+                e.to_string(),
+            ));
             return Checked {
                 violations: v,
                 ..Checked::default()
@@ -422,7 +465,12 @@ pub async fn check(sim: &Sim) -> Checked {
             Ok(s) => {
                 oracles.insert(key.clone(), s);
             }
-            Err(e) => v.push(Violation::new(0, "sim: the oracle failed", key, e.to_string())),
+            Err(e) => v.push(Violation::new(
+                0,
+                "sim: the oracle failed",
+                key,
+                e.to_string(),
+            )),
         }
     }
     // Oracles of the last committed version of deleted keys (invariant 5).
@@ -483,7 +531,9 @@ pub async fn check(sim: &Sim) -> Checked {
             if f.class.contains("missing") {
                 f.class = "inv5: deleting the landing object removed downstream data".into();
             } else {
-                f.class = f.class.replace("inv5:", "inv5 (deleted key, vs its last version):");
+                f.class = f
+                    .class
+                    .replace("inv5:", "inv5 (deleted key, vs its last version):");
             }
         }
         v.extend(found);
@@ -526,15 +576,24 @@ pub async fn check(sim: &Sim) -> Checked {
         if committed && dead {
             v.push(Violation::new(
                 4,
-                format!("inv4: DLQ letter for a committed version ({})", STAGES[*stage]),
+                format!(
+                    "inv4: DLQ letter for a committed version ({})",
+                    STAGES[*stage]
+                ),
                 owner,
-                format!("{where_} is committed by {} and also in its DLQ", STAGES[*stage]),
+                format!(
+                    "{where_} is committed by {} and also in its DLQ",
+                    STAGES[*stage]
+                ),
             ));
         }
         if !committed && !dead {
             v.push(Violation::new(
                 2,
-                format!("inv2: current input neither committed nor dead-lettered ({})", STAGES[*stage]),
+                format!(
+                    "inv2: current input neither committed nor dead-lettered ({})",
+                    STAGES[*stage]
+                ),
                 owner,
                 format!(
                     "{where_}: no {} manifest for this version ({}) and no DLQ letter",
@@ -546,7 +605,9 @@ pub async fn check(sim: &Sim) -> Checked {
             ));
         }
         // Against the oracle of the owning landing key.
-        let Some(want) = oracles.get(owner).or_else(|| deleted_oracles.get(owner).map(|x| &x.1))
+        let Some(want) = oracles
+            .get(owner)
+            .or_else(|| deleted_oracles.get(owner).map(|x| &x.1))
         else {
             continue;
         };
@@ -560,7 +621,10 @@ pub async fn check(sim: &Sim) -> Checked {
                 {
                     v.push(Violation::new(
                         2,
-                        format!("inv2: row counts differ from the oracle ({})", STAGES[*stage]),
+                        format!(
+                            "inv2: row counts differ from the oracle ({})",
+                            STAGES[*stage]
+                        ),
                         owner,
                         format!(
                             "{where_}: in/out/quarantined {}/{}/{} vs the oracle's {}/{}/{}",
@@ -577,12 +641,18 @@ pub async fn check(sim: &Sim) -> Checked {
                 if outs != om.outputs {
                     v.push(Violation::new(
                         2,
-                        format!("inv2: manifest outputs differ from the oracle ({})", STAGES[*stage]),
+                        format!(
+                            "inv2: manifest outputs differ from the oracle ({})",
+                            STAGES[*stage]
+                        ),
                         owner,
                         format!(
                             "{where_}: lists {:?}, the oracle's lists {:?}",
                             outs.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
-                            om.outputs.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()
+                            om.outputs
+                                .iter()
+                                .map(|o| o.key.as_str())
+                                .collect::<Vec<_>>()
                         ),
                     ));
                 }
@@ -637,7 +707,8 @@ pub async fn check(sim: &Sim) -> Checked {
         }
     }
     for ((stage, key), m) in &now.manifests {
-        if *stage == 0 {
+        // A retraction's tombstone is what a removed input leaves behind.
+        if *stage == 0 || m.state == sluice::commit::ManifestState::Retracted {
             continue;
         }
         let bucket = INPUT_BUCKETS[*stage];
@@ -687,7 +758,10 @@ pub async fn check(sim: &Sim) -> Checked {
                 let owner = owners.owner(&k).cloned().unwrap_or_else(|| k.clone());
                 v.push(Violation::new(
                     4,
-                    format!("inv4: DLQ letter for a committed version ({})", STAGES[stage]),
+                    format!(
+                        "inv4: DLQ letter for a committed version ({})",
+                        STAGES[stage]
+                    ),
                     &owner,
                     format!("{} is committed and in the DLQ", l.describe()),
                 ));

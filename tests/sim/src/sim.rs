@@ -39,8 +39,7 @@ use tokio::task::JoinHandle;
 
 use crate::rng::Rng;
 use crate::store::{
-    short, Decision, FaultKind, FaultyStore, Letter, Notice, OpInfo, SimDlq, StoreEvent,
-    INVOCATION,
+    short, Decision, FaultKind, FaultyStore, Letter, Notice, OpInfo, SimDlq, StoreEvent, INVOCATION,
 };
 
 /// The stages, in pipeline order.
@@ -271,6 +270,7 @@ pub fn stage_config(stage: &str) -> sluice::Result<Config> {
         format!("s3://{}/", INPUT_BUCKETS[i])
     };
     let output = format!("s3://{}/", OUTPUT_BUCKETS[i]);
+    let upstream = if i == 0 { "" } else { STAGES[i - 1] };
     let mut config = Config::from_raw(
         stage,
         RawConfig::from_vars([
@@ -278,6 +278,7 @@ pub fn stage_config(stage: &str) -> sluice::Result<Config> {
             ("SLUICE_OUTPUT", output.as_str()),
             ("SLUICE_DLQ", "file:/unused-the-sim-owns-the-dlq"),
             ("SLUICE_METRICS", "off"),
+            ("SLUICE_UPSTREAM", upstream),
         ])?,
     )?;
     config.retry.base_delay = Duration::ZERO;
@@ -316,7 +317,7 @@ impl Runners {
     ) -> sluice::Result<InvocationReport> {
         // The Lambda deadline is real time (std Instant); the sim's time is
         // simulated, so the deadline is far away and timeouts are crashes.
-        let deadline = Some(std::time::Instant::now() + Duration::from_secs(900));
+        let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(900));
         match (stage, redrive) {
             (0, false) => self.ingest.handle(payload, deadline).await,
             (0, true) => self.ingest.handle_redrive(payload, deadline).await,
@@ -329,8 +330,14 @@ impl Runners {
 }
 
 /// The stage whose input an object falls under (the EventBridge rules of
-/// `cli/src/local.rs`): bookkeeping keys are never routed.
+/// `cli/src/local.rs`): bookkeeping keys are never routed, except an
+/// upstream stage's commits (its manifests), which the next stage consumes.
 pub fn route(bucket: &str, key: &str) -> Option<usize> {
+    match (bucket, key) {
+        ("validated", k) if k.starts_with("_sluice/manifests/ingest/") => return Some(1),
+        ("curated", k) if k.starts_with("_sluice/manifests/curate/") => return Some(2),
+        _ => {}
+    }
     if is_internal_key(key) {
         return None;
     }
@@ -340,6 +347,30 @@ pub fn route(bucket: &str, key: &str) -> Option<usize> {
         "curated" => Some(2),
         _ => None,
     }
+}
+
+/// A log line without what wall-clock time decides: bookkeeping objects
+/// (manifests) carry processing times, so their ETags differ run to run;
+/// `…/_sluice/…@1a2b3c4d` becomes `…/_sluice/…@~`.
+fn stable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("_sluice/") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let end = tail.find([' ', ']']).unwrap_or(tail.len());
+        let word = &tail[..end];
+        match word.rfind('@') {
+            Some(at) => {
+                out.push_str(&word[..at]);
+                out.push_str("@~");
+            }
+            None => out.push_str(word),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The simulated wall clock: 2024-06-01 plus simulated time.
@@ -709,6 +740,7 @@ impl Sim {
     }
 
     fn note(&mut self, text: String) {
+        let text = stable(&text);
         if self.verbose {
             eprintln!("[{:>8} ms] {text}", self.now);
         }
@@ -728,7 +760,12 @@ impl Sim {
         for round in 0..=self.cfg.settle_rounds {
             let mut letters = Vec::new();
             for s in 0..3 {
-                letters.extend(self.dlqs[s].take(Letter::is_transient).into_iter().map(|l| (s, l)));
+                letters.extend(
+                    self.dlqs[s]
+                        .take(Letter::is_transient)
+                        .into_iter()
+                        .map(|l| (s, l)),
+                );
             }
             if letters.is_empty() {
                 return;
@@ -961,6 +998,7 @@ impl Sim {
                 let committed_etag = match self.inner.get_bytes(OUTPUT_BUCKETS[0], &mkey).await {
                     Ok(b) => serde_json::from_slice::<sluice::runner::Manifest>(&b)
                         .ok()
+                        .filter(|m| m.state == sluice::commit::ManifestState::Committed)
                         .and_then(|m| m.source.etag),
                     Err(_) => None,
                 };
@@ -1047,7 +1085,8 @@ impl Sim {
     /// Turn recorded store changes into bus messages.
     fn drain_store_events(&mut self) {
         for ev in self.faulty.drain_events() {
-            self.seen.insert((ev.obj.bucket.clone(), ev.obj.key.clone()));
+            self.seen
+                .insert((ev.obj.bucket.clone(), ev.obj.key.clone()));
             let Some(stage) = route(&ev.obj.bucket, &ev.obj.key) else {
                 continue;
             };
@@ -1297,6 +1336,8 @@ pub fn outcome_name(o: &ObjectOutcome) -> &'static str {
         ObjectOutcome::DeadLettered(_) => "dead_lettered",
         ObjectOutcome::AlreadyDeadLettered => "already_dead_lettered",
         ObjectOutcome::Failed(_) => "failed",
+        ObjectOutcome::Retracted(_) => "retracted",
+        ObjectOutcome::Deferred { .. } => "deferred",
     }
 }
 
@@ -1308,6 +1349,7 @@ fn outcome_detail(o: &ObjectOutcome) -> String {
         ),
         ObjectOutcome::Stale(r) => format!("stale ({r})"),
         ObjectOutcome::Skipped(r) => format!("skipped ({r})"),
+        ObjectOutcome::Retracted(n) => format!("retracted ({n} outputs)"),
         ObjectOutcome::DeadLettered(e) => format!("DEAD-LETTERED ({e})"),
         ObjectOutcome::Failed(e) => format!("failed ({e})"),
         other => outcome_name(other).to_string(),

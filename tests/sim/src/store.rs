@@ -487,10 +487,9 @@ impl Letter {
     /// operator would redrive it once the incident is over.
     pub fn is_transient(&self) -> bool {
         match self {
-            Letter::Envelope(e) => matches!(
-                e.error.kind,
-                ErrorKind::Transient | ErrorKind::Precondition
-            ),
+            Letter::Envelope(e) => {
+                matches!(e.error.kind, ErrorKind::Transient | ErrorKind::Precondition)
+            }
             Letter::Raw { .. } => true,
         }
     }
