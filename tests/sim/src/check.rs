@@ -25,7 +25,9 @@ use bytes::Bytes;
 use serde_json::Value;
 use sluice::lineage::{keys, SourceIdentity};
 use sluice::runner::Manifest;
-use sluice::store::{MemoryStore, NotifyingStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use sluice::store::{
+    MemoryStore, NotifyingStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+};
 use sluice::trigger::s3_notification;
 
 use crate::sim::{route, Runners, Sim, INPUT_BUCKETS, LANDING, OUTPUT_BUCKETS, STAGES};
@@ -77,7 +79,10 @@ pub async fn snapshot(store: &MemoryStore, dlqs: &[SimDlq; 3]) -> sluice::Result
     for (i, bucket) in OUTPUT_BUCKETS.iter().enumerate() {
         for meta in store.list(bucket, "").await? {
             if meta.key.starts_with("_sluice/") {
-                if let Some(rest) = meta.key.strip_prefix(&format!("_sluice/manifests/{}/", STAGES[i])) {
+                if let Some(rest) = meta
+                    .key
+                    .strip_prefix(&format!("_sluice/manifests/{}/", STAGES[i]))
+                {
                     let _ = rest;
                     let body = store.get_bytes(bucket, &meta.key).await?;
                     match serde_json::from_slice::<Manifest>(&body) {
@@ -180,7 +185,10 @@ pub fn diff_summary(a: &Bytes, b: &Bytes) -> String {
                 let show = |v: &Value| {
                     let t = v.to_string();
                     if t.len() > 160 {
-                        format!("{}…", &t[..t.char_indices().nth(160).map_or(t.len(), |c| c.0)])
+                        format!(
+                            "{}…",
+                            &t[..t.char_indices().nth(160).map_or(t.len(), |c| c.0)]
+                        )
                     } else {
                         t
                     }
@@ -205,12 +213,29 @@ pub fn diff_summary(a: &Bytes, b: &Bytes) -> String {
         }
         let mut out = Vec::new();
         for (i, (p, q)) in x.iter().zip(&y).enumerate() {
-            walk(&if x.len() > 1 { format!("line{}", i + 1) } else { String::new() }, p, q, &mut out);
+            walk(
+                &if x.len() > 1 {
+                    format!("line{}", i + 1)
+                } else {
+                    String::new()
+                },
+                p,
+                q,
+                &mut out,
+            );
         }
         return out.join("; ");
     }
-    let at = a.iter().zip(b.iter()).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    format!("{} vs {} bytes, first difference at byte {at}", a.len(), b.len())
+    let at = a
+        .iter()
+        .zip(b.iter())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    format!(
+        "{} vs {} bytes, first difference at byte {at}",
+        a.len(),
+        b.len()
+    )
 }
 
 fn object_id(bucket: &str, key: &str) -> String {
@@ -342,7 +367,10 @@ fn compare(
                     let class = if version.contains("current") {
                         format!("inv{inv}: output bytes differ in {}", kind(b, k))
                     } else {
-                        format!("inv{inv}: output of an older version survives in {}", kind(b, k))
+                        format!(
+                            "inv{inv}: output of an older version survives in {}",
+                            kind(b, k)
+                        )
                     };
                     out.push(Violation::new(
                         inv,
@@ -385,7 +413,12 @@ fn letter_for(l: &Letter, bucket: &str, key: &str, etag: &str) -> bool {
 pub async fn check(sim: &Sim) -> Checked {
     let mut v: Vec<Violation> = Vec::new();
     for p in &sim.problems {
-        v.push(Violation::new(0, "sim: did not finish cleanly", "", p.clone()));
+        v.push(Violation::new(
+            0,
+            "sim: did not finish cleanly",
+            "",
+            p.clone(),
+        ));
     }
     let ungated = sim.ungated_calls();
     if ungated > 0 {
@@ -399,7 +432,12 @@ pub async fn check(sim: &Sim) -> Checked {
     let now = match snapshot(&sim.inner, &sim.dlqs).await {
         Ok(s) => s,
         Err(e) => {
-            v.push(Violation::new(0, "sim: cannot read the final store", "", e.to_string()));
+            v.push(Violation::new(
+                0,
+                "sim: cannot read the final store",
+                "",
+                e.to_string(),
+            ));
             return Checked {
                 violations: v,
                 ..Checked::default()
@@ -422,7 +460,12 @@ pub async fn check(sim: &Sim) -> Checked {
             Ok(s) => {
                 oracles.insert(key.clone(), s);
             }
-            Err(e) => v.push(Violation::new(0, "sim: the oracle failed", key, e.to_string())),
+            Err(e) => v.push(Violation::new(
+                0,
+                "sim: the oracle failed",
+                key,
+                e.to_string(),
+            )),
         }
     }
     // Oracles of the last committed version of deleted keys (invariant 5).
@@ -483,7 +526,9 @@ pub async fn check(sim: &Sim) -> Checked {
             if f.class.contains("missing") {
                 f.class = "inv5: deleting the landing object removed downstream data".into();
             } else {
-                f.class = f.class.replace("inv5:", "inv5 (deleted key, vs its last version):");
+                f.class = f
+                    .class
+                    .replace("inv5:", "inv5 (deleted key, vs its last version):");
             }
         }
         v.extend(found);
@@ -526,15 +571,24 @@ pub async fn check(sim: &Sim) -> Checked {
         if committed && dead {
             v.push(Violation::new(
                 4,
-                format!("inv4: DLQ letter for a committed version ({})", STAGES[*stage]),
+                format!(
+                    "inv4: DLQ letter for a committed version ({})",
+                    STAGES[*stage]
+                ),
                 owner,
-                format!("{where_} is committed by {} and also in its DLQ", STAGES[*stage]),
+                format!(
+                    "{where_} is committed by {} and also in its DLQ",
+                    STAGES[*stage]
+                ),
             ));
         }
         if !committed && !dead {
             v.push(Violation::new(
                 2,
-                format!("inv2: current input neither committed nor dead-lettered ({})", STAGES[*stage]),
+                format!(
+                    "inv2: current input neither committed nor dead-lettered ({})",
+                    STAGES[*stage]
+                ),
                 owner,
                 format!(
                     "{where_}: no {} manifest for this version ({}) and no DLQ letter",
@@ -546,7 +600,9 @@ pub async fn check(sim: &Sim) -> Checked {
             ));
         }
         // Against the oracle of the owning landing key.
-        let Some(want) = oracles.get(owner).or_else(|| deleted_oracles.get(owner).map(|x| &x.1))
+        let Some(want) = oracles
+            .get(owner)
+            .or_else(|| deleted_oracles.get(owner).map(|x| &x.1))
         else {
             continue;
         };
@@ -560,7 +616,10 @@ pub async fn check(sim: &Sim) -> Checked {
                 {
                     v.push(Violation::new(
                         2,
-                        format!("inv2: row counts differ from the oracle ({})", STAGES[*stage]),
+                        format!(
+                            "inv2: row counts differ from the oracle ({})",
+                            STAGES[*stage]
+                        ),
                         owner,
                         format!(
                             "{where_}: in/out/quarantined {}/{}/{} vs the oracle's {}/{}/{}",
@@ -577,12 +636,18 @@ pub async fn check(sim: &Sim) -> Checked {
                 if outs != om.outputs {
                     v.push(Violation::new(
                         2,
-                        format!("inv2: manifest outputs differ from the oracle ({})", STAGES[*stage]),
+                        format!(
+                            "inv2: manifest outputs differ from the oracle ({})",
+                            STAGES[*stage]
+                        ),
                         owner,
                         format!(
                             "{where_}: lists {:?}, the oracle's lists {:?}",
                             outs.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
-                            om.outputs.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()
+                            om.outputs
+                                .iter()
+                                .map(|o| o.key.as_str())
+                                .collect::<Vec<_>>()
                         ),
                     ));
                 }
@@ -687,7 +752,10 @@ pub async fn check(sim: &Sim) -> Checked {
                 let owner = owners.owner(&k).cloned().unwrap_or_else(|| k.clone());
                 v.push(Violation::new(
                     4,
-                    format!("inv4: DLQ letter for a committed version ({})", STAGES[stage]),
+                    format!(
+                        "inv4: DLQ letter for a committed version ({})",
+                        STAGES[stage]
+                    ),
                     &owner,
                     format!("{} is committed and in the DLQ", l.describe()),
                 ));
@@ -703,6 +771,27 @@ pub async fn check(sim: &Sim) -> Checked {
         ));
     }
 
+    // Keys whose current version is (rightly) dead-lettered at ingest keep
+    // the outputs of their last good version: whether that is a defect is a
+    // policy question (DESIGN invariant 1 says nothing older survives), so
+    // those violations get a class of their own.
+    let dead_current: BTreeSet<&String> = current
+        .iter()
+        .filter(|(key, (etag, _))| {
+            now.manifests
+                .get(&(0, (*key).clone()))
+                .is_none_or(|m| m.source.etag.as_deref() != Some(etag.as_str()))
+                && now.letters[0]
+                    .iter()
+                    .any(|l| letter_for(l, LANDING, key, etag))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    for x in &mut v {
+        if dead_current.contains(&x.key) && (x.inv == 1 || x.inv == 3) {
+            x.class.push_str(" [current version dead-lettered]");
+        }
+    }
     v.sort();
     v.dedup();
     let mut needles = BTreeMap::new();

@@ -129,12 +129,7 @@ pub fn run_seed(seed: u64, cfg: &SimConfig, verbose: bool) -> SeedResult {
 /// reproduce it.
 pub fn report(r: &SeedResult, max_log_lines: usize) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "seed {}: {} violation(s)",
-        r.seed,
-        r.violations.len()
-    );
+    let _ = writeln!(s, "seed {}: {} violation(s)", r.seed, r.violations.len());
     for v in &r.violations {
         let _ = writeln!(
             s,
@@ -173,6 +168,10 @@ pub fn report(r: &SeedResult, max_log_lines: usize) -> String {
             let _ = writeln!(s, "    [{:>7} ms] {}", e.t, e.text);
         }
     }
-    let _ = writeln!(s, "  reproduce: SIM_SEED={} cargo test -p sluice-sim", r.seed);
+    let _ = writeln!(
+        s,
+        "  reproduce: SIM_SEED={} cargo test -p sluice-sim",
+        r.seed
+    );
     s
 }

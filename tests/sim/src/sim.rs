@@ -39,8 +39,7 @@ use tokio::task::JoinHandle;
 
 use crate::rng::Rng;
 use crate::store::{
-    short, Decision, FaultKind, FaultyStore, Letter, Notice, OpInfo, SimDlq, StoreEvent,
-    INVOCATION,
+    short, Decision, FaultKind, FaultyStore, Letter, Notice, OpInfo, SimDlq, StoreEvent, INVOCATION,
 };
 
 /// The stages, in pipeline order.
@@ -728,7 +727,12 @@ impl Sim {
         for round in 0..=self.cfg.settle_rounds {
             let mut letters = Vec::new();
             for s in 0..3 {
-                letters.extend(self.dlqs[s].take(Letter::is_transient).into_iter().map(|l| (s, l)));
+                letters.extend(
+                    self.dlqs[s]
+                        .take(Letter::is_transient)
+                        .into_iter()
+                        .map(|l| (s, l)),
+                );
             }
             if letters.is_empty() {
                 return;
@@ -1047,7 +1051,8 @@ impl Sim {
     /// Turn recorded store changes into bus messages.
     fn drain_store_events(&mut self) {
         for ev in self.faulty.drain_events() {
-            self.seen.insert((ev.obj.bucket.clone(), ev.obj.key.clone()));
+            self.seen
+                .insert((ev.obj.bucket.clone(), ev.obj.key.clone()));
             let Some(stage) = route(&ev.obj.bucket, &ev.obj.key) else {
                 continue;
             };

@@ -441,8 +441,10 @@ impl MultipartUpload for FaultyUpload {
     }
 }
 
-/// One message in a sim DLQ.
+/// One message in a sim DLQ. (A run holds a handful, so the unboxed raw
+/// variant's size does not matter.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Letter {
     /// An envelope the stage sent (permanent failure).
     Envelope(Box<Envelope>),
@@ -487,10 +489,9 @@ impl Letter {
     /// operator would redrive it once the incident is over.
     pub fn is_transient(&self) -> bool {
         match self {
-            Letter::Envelope(e) => matches!(
-                e.error.kind,
-                ErrorKind::Transient | ErrorKind::Precondition
-            ),
+            Letter::Envelope(e) => {
+                matches!(e.error.kind, ErrorKind::Transient | ErrorKind::Precondition)
+            }
             Letter::Raw { .. } => true,
         }
     }

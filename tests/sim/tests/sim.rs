@@ -69,10 +69,11 @@ impl Totals {
         let mut seen = std::collections::BTreeSet::new();
         for v in &r.violations {
             if seen.insert(v.class.clone()) {
-                let e = self
-                    .classes
-                    .entry(v.class.clone())
-                    .or_insert((0, r.seed, format!("{}: {}", v.key, v.detail)));
+                let e = self.classes.entry(v.class.clone()).or_insert((
+                    0,
+                    r.seed,
+                    format!("{}: {}", v.key, v.detail),
+                ));
                 e.0 += 1;
                 if r.seed < e.1 {
                     e.1 = r.seed;
@@ -201,6 +202,7 @@ fn simulate() {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1000.0 * threads as f64 / t.seeds.max(1) as f64
     );
+    eprintln!("{} of {} seeds broke invariants", t.failing.len(), t.seeds);
     let summary = t.summary();
     println!("{summary}");
     eprintln!("{summary}");
@@ -284,7 +286,14 @@ fn calm_weather_passes_and_planted_defects_are_caught() {
             "a calm run must pass: {:#?}",
             clean.violations
         );
-        assert!(s.stats.outcomes.get("profile processed").copied().unwrap_or(0) > 0);
+        assert!(
+            s.stats
+                .outcomes
+                .get("profile processed")
+                .copied()
+                .unwrap_or(0)
+                > 0
+        );
 
         // Plant an orphan next to real outputs, and remove a curated output.
         let curated = s.inner.list("curated", "trips/").await.unwrap();
@@ -315,10 +324,7 @@ fn calm_weather_passes_and_planted_defects_are_caught() {
             "{classes:?}"
         );
         assert!(
-            found
-                .violations
-                .iter()
-                .any(|v| v.detail.contains(&victim)),
+            found.violations.iter().any(|v| v.detail.contains(&victim)),
             "{:#?}",
             found.violations
         );
