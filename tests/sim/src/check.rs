@@ -777,6 +777,27 @@ pub async fn check(sim: &Sim) -> Checked {
         ));
     }
 
+    // Keys whose current version is (rightly) dead-lettered at ingest keep
+    // the outputs of their last good version: whether that is a defect is a
+    // policy question (DESIGN invariant 1 says nothing older survives), so
+    // those violations get a class of their own.
+    let dead_current: BTreeSet<&String> = current
+        .iter()
+        .filter(|(key, (etag, _))| {
+            now.manifests
+                .get(&(0, (*key).clone()))
+                .is_none_or(|m| m.source.etag.as_deref() != Some(etag.as_str()))
+                && now.letters[0]
+                    .iter()
+                    .any(|l| letter_for(l, LANDING, key, etag))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    for x in &mut v {
+        if dead_current.contains(&x.key) && (x.inv == 1 || x.inv == 3) {
+            x.class.push_str(" [current version dead-lettered]");
+        }
+    }
     v.sort();
     v.dedup();
     let mut needles = BTreeMap::new();

@@ -202,6 +202,7 @@ fn simulate() {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1000.0 * threads as f64 / t.seeds.max(1) as f64
     );
+    eprintln!("{} of {} seeds broke invariants", t.failing.len(), t.seeds);
     let summary = t.summary();
     println!("{summary}");
     eprintln!("{summary}");
