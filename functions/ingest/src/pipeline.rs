@@ -677,6 +677,23 @@ impl Pipeline {
             .collect::<Result<_, _>>()
             .map_err(|_| input_error(uri, "the header line is not UTF-8 text (not a CSV file?)"))?;
         let width = header.len();
+        // A column named twice is ambiguous: which one holds the data?
+        let mut seen = std::collections::BTreeSet::new();
+        let mut twice: Vec<&str> = Vec::new();
+        for h in header.iter().filter(|h| !h.is_empty()) {
+            if !seen.insert(h.as_str()) && !twice.contains(&h.as_str()) {
+                twice.push(h);
+            }
+        }
+        if !twice.is_empty() {
+            return Err(input_error(
+                uri,
+                format!(
+                    "the header names column(s) {} more than once (ambiguous: which one holds the data?)",
+                    twice.join(", ")
+                ),
+            ));
+        }
         let mut missing = Vec::new();
         let cols: Vec<Option<usize>> = self
             .contract

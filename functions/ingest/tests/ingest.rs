@@ -564,6 +564,20 @@ fn assert_truncated(entry: &serde_json::Value) {
 const SMALL_RECORDS: [(&str, &str); 1] = [("SLUICE_MAX_RECORD_BYTES", "1024")];
 
 #[tokio::test]
+async fn a_header_naming_a_column_twice_is_dead_lettered() {
+    let h = harness();
+    let key = "raw/trips/twice.csv";
+    let body = format!("{HEADER},fare_amount,VendorID\n{},99.00,1\n", good(15, 1));
+    let r = h.run(key, body).await;
+    let msg = dead_letter_message(&h, &r, key, "more than once");
+    assert!(
+        msg.contains("fare_amount") && msg.contains("VendorID"),
+        "names the duplicated columns: {msg}"
+    );
+    assert!(h.keys("validated").await.is_empty());
+}
+
+#[tokio::test]
 async fn an_overlong_jsonl_line_is_quarantined_in_bounded_memory() {
     let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
     let huge = format!("{{\"VendorID\": \"{}\"}}", "x".repeat(5 << 20));
