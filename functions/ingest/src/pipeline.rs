@@ -544,7 +544,7 @@ impl Pipeline {
             .saturating_mul(self.max_ratio)
             .max(64 * 1024);
         let decoded: Box<dyn BufRead> = if is_gzip {
-            let gz = BufReader::with_capacity(
+            let mut gz = BufReader::with_capacity(
                 256 * 1024,
                 Guard {
                     inner: MultiGzDecoder::new(buffered),
@@ -552,6 +552,13 @@ impl Pipeline {
                     limit,
                 },
             );
+            let head = gz.fill_buf().map_err(|e| read_error(uri, "reading", &e))?;
+            if head.is_empty() {
+                return Err(input_error(
+                    uri,
+                    "empty after decompression: the gzip stream holds no data",
+                ));
+            }
             Box::new(gz)
         } else {
             Box::new(buffered)
@@ -559,7 +566,7 @@ impl Pipeline {
         let mut sink = Sink::new(self, tx)?;
         let decompressed = match self.format {
             Format::Csv => self.csv(decoded, &mut sink)?,
-            Format::Jsonl => self.jsonl(decoded, &mut sink)?,
+            Format::Jsonl => self.jsonl(decoded, &mut sink, is_gzip)?,
         };
         let mut stats = sink.finish()?;
         stats.decompressed_bytes = decompressed;
@@ -793,7 +800,7 @@ impl Pipeline {
         Ok(rdr.consumed())
     }
 
-    fn jsonl(&self, input: Box<dyn BufRead>, sink: &mut Sink) -> Result<u64, Error> {
+    fn jsonl(&self, input: Box<dyn BufRead>, sink: &mut Sink, gzip: bool) -> Result<u64, Error> {
         let uri = &self.source_uri;
         let mut lines = Lines::new(input, self.max_record_bytes);
         let mut row = Vec::with_capacity(self.contract.fields.len());
@@ -848,6 +855,14 @@ impl Pipeline {
                 }
                 Err(reasons) => sink.reject(line_no, text, &reasons, false)?,
             }
+        }
+        if sink.stats.rows_in == 0 {
+            // Like an empty file: nothing but blank lines.
+            let after = if gzip { " after decompression" } else { "" };
+            return Err(input_error(
+                uri,
+                format!("empty file{after} (only blank lines, no JSON)"),
+            ));
         }
         Ok(lines.consumed())
     }

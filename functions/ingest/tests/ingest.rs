@@ -578,6 +578,29 @@ async fn a_header_naming_a_column_twice_is_dead_lettered() {
 }
 
 #[tokio::test]
+async fn an_empty_gzip_is_dead_lettered() {
+    for key in ["raw/trips/empty.csv.gz", "raw/trips/empty.jsonl.gz"] {
+        let h = harness();
+        let r = h.run(key, gzip(b"")).await;
+        dead_letter_message(&h, &r, key, "empty after decompression");
+        assert!(h.keys("validated").await.is_empty(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_blank_jsonl_is_dead_lettered_like_an_empty_file() {
+    for (key, body) in [
+        ("raw/trips/blank.jsonl", b"\n  \n\t\r\n".to_vec()),
+        ("raw/trips/blank.jsonl.gz", gzip(b"\n\n")),
+    ] {
+        let h = harness();
+        let r = h.run(key, body).await;
+        dead_letter_message(&h, &r, key, "empty file");
+        assert!(h.keys("validated").await.is_empty(), "{key}");
+    }
+}
+
+#[tokio::test]
 async fn an_overlong_jsonl_line_is_quarantined_in_bounded_memory() {
     let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
     let huge = format!("{{\"VendorID\": \"{}\"}}", "x".repeat(5 << 20));
