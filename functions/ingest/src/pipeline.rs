@@ -38,6 +38,43 @@ const PENDING_BUDGET: usize = 32 * 1024 * 1024;
 /// Quarantine bytes buffered before they are sent on.
 const QUARANTINE_CHUNK: usize = 1024 * 1024;
 
+/// A JSON object as parsed, and the keys it names more than once (serde's
+/// map keeps the last value of a repeated key without a word).
+struct Object {
+    map: serde_json::Map<String, serde_json::Value>,
+    repeated: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Object, A::Error> {
+                let mut obj = Object {
+                    map: serde_json::Map::new(),
+                    repeated: Vec::new(),
+                };
+                while let Some(key) = a.next_key::<String>()? {
+                    let value = a.next_value()?;
+                    if obj.map.contains_key(&key) {
+                        if !obj.repeated.contains(&key) {
+                            obj.repeated.push(key);
+                        }
+                    } else {
+                        obj.map.insert(key, value);
+                    }
+                }
+                Ok(obj)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -818,36 +855,37 @@ impl Pipeline {
                 continue;
             }
             sink.stats.rows_in += 1;
-            let verdict =
-                match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text) {
-                    Err(e) => Err(vec![format!("not a JSON object: {e}")]),
-                    Ok(obj) => {
-                        let mut reasons = Vec::new();
-                        for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
-                            slot.clear();
-                            match obj.get(&field.name) {
-                                None | Some(serde_json::Value::Null) => {}
-                                Some(serde_json::Value::String(s)) => {
-                                    slot.extend_from_slice(s.as_bytes())
-                                }
-                                Some(serde_json::Value::Number(n)) => {
-                                    slot.extend_from_slice(n.to_string().as_bytes())
-                                }
-                                Some(serde_json::Value::Bool(b)) => {
-                                    slot.extend_from_slice(if *b { b"true" } else { b"false" })
-                                }
-                                Some(_) => {
-                                    reasons.push(format!("{}: nested JSON value", field.name))
-                                }
+            let verdict = match serde_json::from_slice::<Object>(text) {
+                Err(e) => Err(vec![format!("not a JSON object: {e}")]),
+                Ok(Object { repeated, .. }) if !repeated.is_empty() => Err(vec![format!(
+                    "key(s) {} appear more than once (ambiguous: which value is meant?)",
+                    repeated.join(", ")
+                )]),
+                Ok(Object { map: obj, .. }) => {
+                    let mut reasons = Vec::new();
+                    for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
+                        slot.clear();
+                        match obj.get(&field.name) {
+                            None | Some(serde_json::Value::Null) => {}
+                            Some(serde_json::Value::String(s)) => {
+                                slot.extend_from_slice(s.as_bytes())
                             }
-                        }
-                        if reasons.is_empty() {
-                            self.validate(|f| owned[f].as_slice(), &mut row)
-                        } else {
-                            Err(reasons)
+                            Some(serde_json::Value::Number(n)) => {
+                                slot.extend_from_slice(n.to_string().as_bytes())
+                            }
+                            Some(serde_json::Value::Bool(b)) => {
+                                slot.extend_from_slice(if *b { b"true" } else { b"false" })
+                            }
+                            Some(_) => reasons.push(format!("{}: nested JSON value", field.name)),
                         }
                     }
-                };
+                    if reasons.is_empty() {
+                        self.validate(|f| owned[f].as_slice(), &mut row)
+                    } else {
+                        Err(reasons)
+                    }
+                }
+            };
             match verdict {
                 Ok(()) => {
                     let id = self.record_id(&row, line_no);

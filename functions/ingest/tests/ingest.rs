@@ -805,3 +805,20 @@ async fn crlf_and_blank_lines_keep_true_line_numbers() {
     let lines = b[0].column(21).as_primitive::<Int64Type>();
     assert_eq!(lines.values().to_vec(), vec![2, 6]);
 }
+
+#[tokio::test]
+async fn a_jsonl_object_naming_a_key_twice_is_quarantined() {
+    let h = harness();
+    let g = good_json(15, 1);
+    let twice = format!("{}, \"fare_amount\": \"99.00\"}}", &g[..g.len() - 1]);
+    let body = format!("{g}\n{twice}\n");
+    let c = counts(&h.run("raw/trips/twice.jsonl", body).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (2, 1, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q[0]["line"], 2);
+    let why = reasons(&q[0]);
+    assert!(
+        why.contains("fare_amount") && why.contains("more than once"),
+        "{why}"
+    );
+}
