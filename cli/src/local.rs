@@ -39,9 +39,10 @@ fn layout(stage: &str) -> (&'static str, &'static str) {
 
 /// Stage settings a local run takes from the environment (`SLUICE_*` as on
 /// Lambda); everything else is fixed by the layout.
-pub const LOCAL_TUNABLES: [&str; 6] = [
+pub const LOCAL_TUNABLES: [&str; 7] = [
     "SLUICE_MAX_OBJECT_BYTES",
     "SLUICE_MAX_DECOMPRESSION_RATIO",
+    "SLUICE_MAX_RECORD_BYTES",
     "SLUICE_RETRY_MAX_ATTEMPTS",
     "SLUICE_RETRY_BASE_DELAY_MS",
     "SLUICE_RETRY_MAX_DELAY_MS",

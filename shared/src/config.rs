@@ -14,6 +14,11 @@ use crate::retry::RetryPolicy;
 /// Prefix of every Sluice environment variable.
 pub const ENV_PREFIX: &str = "SLUICE_";
 
+/// Default of `SLUICE_MAX_RECORD_BYTES`: 4 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
+/// Smallest `SLUICE_MAX_RECORD_BYTES` accepted.
+pub const MIN_MAX_RECORD_BYTES: usize = 64;
+
 /// The environment as given: every value a string, every field optional.
 /// Field names are the variable names without `SLUICE_`, lower-cased.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +50,9 @@ pub struct RawConfig {
     pub max_object_bytes: Option<String>,
     /// Largest decompressed/compressed ratio accepted (default 200).
     pub max_decompression_ratio: Option<String>,
+    /// Largest single record (CSV record or JSON line) read whole, in bytes
+    /// (default 4 MiB, at least 64); a longer one is quarantined, not read.
+    pub max_record_bytes: Option<String>,
     /// Multipart part size in bytes (default 8 MiB, at least 5 MiB).
     pub part_size_bytes: Option<String>,
     /// `true`/`false`; default true when `AWS_ENDPOINT_URL` is set.
@@ -114,6 +122,7 @@ fn known_vars() -> Vec<String> {
         "RETRY_MAX_DELAY_MS",
         "MAX_OBJECT_BYTES",
         "MAX_DECOMPRESSION_RATIO",
+        "MAX_RECORD_BYTES",
         "PART_SIZE_BYTES",
         "S3_FORCE_PATH_STYLE",
         "CODE_VERSION",
@@ -246,6 +255,10 @@ pub struct Config {
     pub max_object_bytes: u64,
     /// Largest decompression ratio accepted.
     pub max_decompression_ratio: u64,
+    /// Largest record (CSV record or JSON line, without its line terminator)
+    /// a stage reads whole; a longer one is quarantined while its bytes are
+    /// skipped, so memory stays bounded.
+    pub max_record_bytes: usize,
     /// Multipart part size.
     pub part_size_bytes: usize,
     /// Path-style S3 addressing.
@@ -411,6 +424,12 @@ impl Config {
                 200u64,
                 2,
             )?,
+            max_record_bytes: parse_num(
+                "SLUICE_MAX_RECORD_BYTES",
+                raw.max_record_bytes.as_deref(),
+                DEFAULT_MAX_RECORD_BYTES,
+                MIN_MAX_RECORD_BYTES,
+            )?,
             part_size_bytes: parse_num(
                 "SLUICE_PART_SIZE_BYTES",
                 raw.part_size_bytes.as_deref(),
@@ -542,6 +561,26 @@ mod tests {
         assert_eq!(c.retry.max_attempts, 7);
         assert!(c.s3_force_path_style);
         assert_eq!(c.part_size_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.max_record_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn max_record_bytes_is_parsed_and_bounded_below() {
+        let c = parse(&[("SLUICE_MAX_RECORD_BYTES", "1_048_576")]).unwrap();
+        assert_eq!(c.max_record_bytes, 1 << 20);
+        for bad in ["0", "63", "-1", "4MiB"] {
+            let err = parse(&[("SLUICE_MAX_RECORD_BYTES", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("SLUICE_MAX_RECORD_BYTES"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            parse(&[("SLUICE_MAX_RECORD_BYTES", "64")])
+                .unwrap()
+                .max_record_bytes,
+            64
+        );
     }
 
     #[test]

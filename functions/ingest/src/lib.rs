@@ -15,6 +15,7 @@ use tokio_util::io::SyncIoBridge;
 
 mod columns;
 pub mod pipeline;
+mod records;
 
 use pipeline::{Format, Msg, Pipeline};
 
@@ -140,6 +141,7 @@ impl Stage for Ingest {
             named_gz,
             object_size: size,
             max_ratio: ctx.config.max_decompression_ratio,
+            max_record_bytes: ctx.config.max_record_bytes,
             file_name: format!("{id}.parquet"),
         };
         let input = ctx.open_input().await?;

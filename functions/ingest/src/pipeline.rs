@@ -21,6 +21,7 @@ use sluice::{Error, ErrorKind};
 use tokio::sync::mpsc::Sender;
 
 use crate::columns::Column;
+use crate::records::{cap_raw, CsvRecords, Lines, MAX_HELD_FIELDS, RAW_CAP};
 
 /// Rows per Arrow batch.
 const BATCH_ROWS: usize = 16 * 1024;
@@ -36,6 +37,43 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 const PENDING_BUDGET: usize = 32 * 1024 * 1024;
 /// Quarantine bytes buffered before they are sent on.
 const QUARANTINE_CHUNK: usize = 1024 * 1024;
+
+/// A JSON object as parsed, and the keys it names more than once (serde's
+/// map keeps the last value of a repeated key without a word).
+struct Object {
+    map: serde_json::Map<String, serde_json::Value>,
+    repeated: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Object, A::Error> {
+                let mut obj = Object {
+                    map: serde_json::Map::new(),
+                    repeated: Vec::new(),
+                };
+                while let Some(key) = a.next_key::<String>()? {
+                    let value = a.next_value()?;
+                    if obj.map.contains_key(&key) {
+                        if !obj.repeated.contains(&key) {
+                            obj.repeated.push(key);
+                        }
+                    } else {
+                        obj.map.insert(key, value);
+                    }
+                }
+                Ok(obj)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +150,8 @@ pub struct Pipeline {
     pub object_size: u64,
     /// Largest decompressed:compressed ratio.
     pub max_ratio: u64,
+    /// Largest record (CSV record or JSON line) read whole, in bytes.
+    pub max_record_bytes: usize,
     /// File name of every output (`<object id>.parquet`).
     pub file_name: String,
 }
@@ -323,14 +363,24 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    fn reject(&mut self, line: u64, raw: &[u8], reasons: &[String]) -> Result<(), Error> {
+    /// Quarantine a row; `truncated` says `raw` is only the record's start.
+    fn reject(
+        &mut self,
+        line: u64,
+        raw: &[u8],
+        reasons: &[String],
+        truncated: bool,
+    ) -> Result<(), Error> {
         self.stats.rows_quarantined += 1;
-        let entry = serde_json::json!({
+        let mut entry = serde_json::json!({
             "line": line,
             "source": self.p.source_uri,
             "reasons": reasons,
             "raw": String::from_utf8_lossy(raw),
         });
+        if truncated {
+            entry["raw_truncated"] = serde_json::Value::Bool(true);
+        }
         serde_json::to_writer(&mut self.quarantine, &entry).map_err(|e| {
             Error::other(
                 ErrorKind::Internal,
@@ -530,19 +580,30 @@ impl Pipeline {
             .max(1)
             .saturating_mul(self.max_ratio)
             .max(64 * 1024);
-        let decoded: Box<dyn Read> = if is_gzip {
-            Box::new(Guard {
-                inner: MultiGzDecoder::new(buffered),
-                read: 0,
-                limit,
-            })
+        let decoded: Box<dyn BufRead> = if is_gzip {
+            let mut gz = BufReader::with_capacity(
+                256 * 1024,
+                Guard {
+                    inner: MultiGzDecoder::new(buffered),
+                    read: 0,
+                    limit,
+                },
+            );
+            let head = gz.fill_buf().map_err(|e| read_error(uri, "reading", &e))?;
+            if head.is_empty() {
+                return Err(input_error(
+                    uri,
+                    "empty after decompression: the gzip stream holds no data",
+                ));
+            }
+            Box::new(gz)
         } else {
             Box::new(buffered)
         };
         let mut sink = Sink::new(self, tx)?;
         let decompressed = match self.format {
             Format::Csv => self.csv(decoded, &mut sink)?,
-            Format::Jsonl => self.jsonl(decoded, &mut sink)?,
+            Format::Jsonl => self.jsonl(decoded, &mut sink, is_gzip)?,
         };
         let mut stats = sink.finish()?;
         stats.decompressed_bytes = decompressed;
@@ -611,25 +672,45 @@ impl Pipeline {
         }
     }
 
-    fn csv(&self, input: Box<dyn Read>, sink: &mut Sink) -> Result<u64, Error> {
+    /// The reason a record over `SLUICE_MAX_RECORD_BYTES` is quarantined.
+    fn over_limit_reason(&self) -> String {
+        format!(
+            "record of more than {} bytes exceeds SLUICE_MAX_RECORD_BYTES (raw text cut to its first {RAW_CAP} bytes)",
+            self.max_record_bytes
+        )
+    }
+
+    fn csv(&self, input: Box<dyn BufRead>, sink: &mut Sink) -> Result<u64, Error> {
         let uri = &self.source_uri;
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
-        let csv_err = |e: csv::Error| match e.kind() {
-            csv::ErrorKind::Io(io) => read_error(uri, "reading", io),
-            _ => input_error(uri, format!("malformed CSV: {e}")),
-        };
-        let mut rec = csv::ByteRecord::new();
-        if !rdr.read_byte_record(&mut rec).map_err(csv_err)? {
+        let limit = self.max_record_bytes;
+        let mut rdr = CsvRecords::new(input, limit);
+        let io_err = |e: io::Error| read_error(uri, "reading", &e);
+        if !rdr.read().map_err(io_err)? {
             return Err(input_error(uri, "empty file (no header line)"));
         }
-        let header: Vec<String> = rec
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
+        if let Some(at) = rdr.unclosed_quote() {
+            return Err(input_error(
+                uri,
+                format!("the header line has an unclosed quote starting at line {at}"),
+            ));
+        }
+        if rdr.over_limit() {
+            return Err(input_error(
+                uri,
+                format!(
+                    "the header line is longer than {limit} bytes and exceeds SLUICE_MAX_RECORD_BYTES"
+                ),
+            ));
+        }
+        if rdr.is_cut() {
+            return Err(input_error(
+                uri,
+                format!("the header line names more than {MAX_HELD_FIELDS} columns"),
+            ));
+        }
+        let header: Vec<String> = (0..rdr.len())
+            .map(|i| {
+                let h = rdr.get(i).unwrap_or_default();
                 let h = if i == 0 {
                     h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h)
                 } else {
@@ -640,6 +721,23 @@ impl Pipeline {
             .collect::<Result<_, _>>()
             .map_err(|_| input_error(uri, "the header line is not UTF-8 text (not a CSV file?)"))?;
         let width = header.len();
+        // A column named twice is ambiguous: which one holds the data?
+        let mut seen = std::collections::BTreeSet::new();
+        let mut twice: Vec<&str> = Vec::new();
+        for h in header.iter().filter(|h| !h.is_empty()) {
+            if !seen.insert(h.as_str()) && !twice.contains(&h.as_str()) {
+                twice.push(h);
+            }
+        }
+        if !twice.is_empty() {
+            return Err(input_error(
+                uri,
+                format!(
+                    "the header names column(s) {} more than once (ambiguous: which one holds the data?)",
+                    twice.join(", ")
+                ),
+            ));
+        }
         let mut missing = Vec::new();
         let cols: Vec<Option<usize>> = self
             .contract
@@ -666,25 +764,32 @@ impl Pipeline {
         }
         let mut row = Vec::with_capacity(cols.len());
         let mut rejected_text = Vec::new();
-        loop {
-            match rdr.read_byte_record(&mut rec) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(csv_err(e)),
-            }
-            let line = rec.position().map(|p| p.line()).unwrap_or(0);
-            if rec.len() == 1 && rec.get(0).is_some_and(|f| f.is_empty()) {
-                continue; // a blank line is not a row
+        while rdr.read().map_err(io_err)? {
+            let line = rdr.line();
+            let open = rdr.unclosed_quote().is_some();
+            if rdr.len() == 1 && rdr.get(0).is_some_and(<[u8]>::is_empty) && !open {
+                continue; // a blank line (or `""`) is not a row
             }
             sink.stats.rows_in += 1;
-            let verdict = if rec.len() != width {
+            let mut problems = Vec::new();
+            if let Some(at) = rdr.unclosed_quote() {
+                problems.push(format!(
+                    "unclosed quote starting at line {at}: the field runs to the end of the file"
+                ));
+            }
+            if rdr.over_limit() {
+                problems.push(self.over_limit_reason());
+            }
+            let verdict = if !problems.is_empty() {
+                Err(problems)
+            } else if rdr.len() != width {
                 Err(vec![format!(
                     "expected {width} fields, found {}",
-                    rec.len()
+                    rdr.len()
                 )])
             } else {
                 self.validate(
-                    |f| cols[f].and_then(|i| rec.get(i)).unwrap_or(b""),
+                    |f| cols[f].and_then(|i| rdr.get(i)).unwrap_or(b""),
                     &mut row,
                 )
             };
@@ -694,85 +799,109 @@ impl Pipeline {
                     sink.accept(&row, id, line)?;
                 }
                 Err(reasons) => {
+                    let cut = rdr.is_cut();
                     rejected_text.clear();
                     {
                         let mut w = csv::WriterBuilder::new()
                             .terminator(csv::Terminator::Any(b'\n'))
                             .from_writer(&mut rejected_text);
-                        let _ = w.write_byte_record(&rec);
+                        if cut {
+                            // Only the start: enough fields for the cap.
+                            let mut room = RAW_CAP + 1;
+                            let head = rdr.held().map_while(|f| {
+                                if room == 0 {
+                                    return None;
+                                }
+                                let f = &f[..f.len().min(room)];
+                                room = room.saturating_sub(f.len() + 1);
+                                Some(f)
+                            });
+                            let _ = w.write_record(head);
+                        } else {
+                            let _ = w.write_record(rdr.held());
+                        }
                         let _ = w.flush();
                     }
                     if rejected_text.last() == Some(&b'\n') {
                         rejected_text.pop();
                     }
-                    sink.reject(line, &rejected_text, &reasons)?;
+                    let raw = if cut {
+                        cap_raw(&rejected_text, RAW_CAP)
+                    } else {
+                        &rejected_text
+                    };
+                    sink.reject(line, raw, &reasons, cut)?;
                 }
             }
         }
-        Ok(rdr.position().byte())
+        Ok(rdr.consumed())
     }
 
-    fn jsonl(&self, input: Box<dyn Read>, sink: &mut Sink) -> Result<u64, Error> {
+    fn jsonl(&self, input: Box<dyn BufRead>, sink: &mut Sink, gzip: bool) -> Result<u64, Error> {
         let uri = &self.source_uri;
-        let mut reader = BufReader::with_capacity(256 * 1024, input);
-        let mut buf = Vec::new();
-        let mut line_no = 0u64;
-        let mut total = 0u64;
+        let mut lines = Lines::new(input, self.max_record_bytes);
         let mut row = Vec::with_capacity(self.contract.fields.len());
         let mut owned: Vec<Vec<u8>> = vec![Vec::new(); self.contract.fields.len()];
-        loop {
-            buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| read_error(uri, "reading", &e))?;
-            if n == 0 {
-                break;
+        while lines.read().map_err(|e| read_error(uri, "reading", &e))? {
+            let line_no = lines.line();
+            if lines.over_limit() {
+                sink.stats.rows_in += 1;
+                let raw = cap_raw(lines.text(), RAW_CAP);
+                sink.reject(line_no, raw, &[self.over_limit_reason()], true)?;
+                continue;
             }
-            total += n as u64;
-            line_no += 1;
-            let text = buf.trim_ascii();
+            let text = lines.text().trim_ascii();
             if text.is_empty() {
                 continue;
             }
             sink.stats.rows_in += 1;
-            let verdict =
-                match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(text) {
-                    Err(e) => Err(vec![format!("not a JSON object: {e}")]),
-                    Ok(obj) => {
-                        let mut reasons = Vec::new();
-                        for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
-                            slot.clear();
-                            match obj.get(&field.name) {
-                                None | Some(serde_json::Value::Null) => {}
-                                Some(serde_json::Value::String(s)) => {
-                                    slot.extend_from_slice(s.as_bytes())
-                                }
-                                Some(serde_json::Value::Number(n)) => {
-                                    slot.extend_from_slice(n.to_string().as_bytes())
-                                }
-                                Some(serde_json::Value::Bool(b)) => {
-                                    slot.extend_from_slice(if *b { b"true" } else { b"false" })
-                                }
-                                Some(_) => {
-                                    reasons.push(format!("{}: nested JSON value", field.name))
-                                }
+            let verdict = match serde_json::from_slice::<Object>(text) {
+                Err(e) => Err(vec![format!("not a JSON object: {e}")]),
+                Ok(Object { repeated, .. }) if !repeated.is_empty() => Err(vec![format!(
+                    "key(s) {} appear more than once (ambiguous: which value is meant?)",
+                    repeated.join(", ")
+                )]),
+                Ok(Object { map: obj, .. }) => {
+                    let mut reasons = Vec::new();
+                    for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
+                        slot.clear();
+                        match obj.get(&field.name) {
+                            None | Some(serde_json::Value::Null) => {}
+                            Some(serde_json::Value::String(s)) => {
+                                slot.extend_from_slice(s.as_bytes())
                             }
-                        }
-                        if reasons.is_empty() {
-                            self.validate(|f| owned[f].as_slice(), &mut row)
-                        } else {
-                            Err(reasons)
+                            Some(serde_json::Value::Number(n)) => {
+                                slot.extend_from_slice(n.to_string().as_bytes())
+                            }
+                            Some(serde_json::Value::Bool(b)) => {
+                                slot.extend_from_slice(if *b { b"true" } else { b"false" })
+                            }
+                            Some(_) => reasons.push(format!("{}: nested JSON value", field.name)),
                         }
                     }
-                };
+                    if reasons.is_empty() {
+                        self.validate(|f| owned[f].as_slice(), &mut row)
+                    } else {
+                        Err(reasons)
+                    }
+                }
+            };
             match verdict {
                 Ok(()) => {
                     let id = self.record_id(&row, line_no);
                     sink.accept(&row, id, line_no)?;
                 }
-                Err(reasons) => sink.reject(line_no, text, &reasons)?,
+                Err(reasons) => sink.reject(line_no, text, &reasons, false)?,
             }
         }
-        Ok(total)
+        if sink.stats.rows_in == 0 {
+            // Like an empty file: nothing but blank lines.
+            let after = if gzip { " after decompression" } else { "" };
+            return Err(input_error(
+                uri,
+                format!("empty file{after} (only blank lines, no JSON)"),
+            ));
+        }
+        Ok(lines.consumed())
     }
 }

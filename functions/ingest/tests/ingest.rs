@@ -514,3 +514,311 @@ max = 60.0
         .any(|e| e["reasons"].to_string().contains("above the maximum")));
     let _ = Array::len(&arrow::array::Int64Array::from(vec![1]));
 }
+
+// ---- Issue 10: ambiguous or empty input, and records without a size bound ----
+
+/// The one DLQ envelope of a run, which must name the object and `want`.
+fn dead_letter_message(h: &H, r: &InvocationReport, key: &str, want: &str) -> String {
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::DeadLettered(_)),
+        "{key}: {r:?}"
+    );
+    let envs = h.dlq.envelopes();
+    assert_eq!(envs.len(), 1, "{key}");
+    assert_eq!(envs[0].error.kind, ErrorKind::InvalidInput, "{key}");
+    let msg = envs[0].error.message.clone();
+    assert!(msg.contains(key), "{key}: names the object: {msg}");
+    assert!(msg.contains(want), "{key}: {msg} lacks {want:?}");
+    msg
+}
+
+/// One good trip as a JSON line.
+fn good_json(day: u32, minute: u32) -> String {
+    let g = good(day, minute);
+    let obj: serde_json::Map<String, serde_json::Value> = HEADER
+        .split(',')
+        .zip(g.split(','))
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
+    serde_json::Value::Object(obj).to_string()
+}
+
+fn reasons(entry: &serde_json::Value) -> String {
+    entry["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The quarantine entry of a record cut short: its raw text is capped and
+/// says so.
+fn assert_truncated(entry: &serde_json::Value) {
+    let raw = entry["raw"].as_str().unwrap();
+    assert!(raw.len() <= 1024, "raw text capped: {} bytes", raw.len());
+    assert_eq!(entry["raw_truncated"], true, "{entry}");
+}
+
+const SMALL_RECORDS: [(&str, &str); 1] = [("SLUICE_MAX_RECORD_BYTES", "1024")];
+
+#[tokio::test]
+async fn a_header_naming_a_column_twice_is_dead_lettered() {
+    let h = harness();
+    let key = "raw/trips/twice.csv";
+    let body = format!("{HEADER},fare_amount,VendorID\n{},99.00,1\n", good(15, 1));
+    let r = h.run(key, body).await;
+    let msg = dead_letter_message(&h, &r, key, "more than once");
+    assert!(
+        msg.contains("fare_amount") && msg.contains("VendorID"),
+        "names the duplicated columns: {msg}"
+    );
+    assert!(h.keys("validated").await.is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_gzip_is_dead_lettered() {
+    for key in ["raw/trips/empty.csv.gz", "raw/trips/empty.jsonl.gz"] {
+        let h = harness();
+        let r = h.run(key, gzip(b"")).await;
+        dead_letter_message(&h, &r, key, "empty after decompression");
+        assert!(h.keys("validated").await.is_empty(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_blank_jsonl_is_dead_lettered_like_an_empty_file() {
+    for (key, body) in [
+        ("raw/trips/blank.jsonl", b"\n  \n\t\r\n".to_vec()),
+        ("raw/trips/blank.jsonl.gz", gzip(b"\n\n")),
+    ] {
+        let h = harness();
+        let r = h.run(key, body).await;
+        dead_letter_message(&h, &r, key, "empty file");
+        assert!(h.keys("validated").await.is_empty(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn an_overlong_jsonl_line_is_quarantined_in_bounded_memory() {
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let huge = format!("{{\"VendorID\": \"{}\"}}", "x".repeat(5 << 20));
+    let body = format!("{}\n{huge}\n{}\n", good_json(15, 1), good_json(15, 2));
+    let r = h.run("raw/trips/long.jsonl", body).await;
+    let c = counts(&r);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 2, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["line"], 2);
+    let why = reasons(&q[0]);
+    assert!(
+        why.contains("more than 1024 bytes exceeds SLUICE_MAX_RECORD_BYTES"),
+        "{why}"
+    );
+    assert_truncated(&q[0]);
+    assert!(q[0]["raw"]
+        .as_str()
+        .unwrap()
+        .starts_with("{\"VendorID\": \"xxx"));
+}
+
+#[tokio::test]
+async fn an_overlong_csv_record_is_quarantined_in_bounded_memory() {
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let g = good(15, 1);
+    // A properly closed quoted field of 5 MB (with newlines in it) on line 3.
+    let huge = format!("\"{}\"{}", "ab\n".repeat(2 << 20), &g[1..]);
+    let body = format!("{HEADER}\n{g}\n{huge}\n{}\n", good(15, 3));
+    let r = h.run("raw/trips/long.csv", body).await;
+    let c = counts(&r);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 2, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["line"], 3);
+    let why = reasons(&q[0]);
+    assert!(
+        why.contains("more than 1024 bytes exceeds SLUICE_MAX_RECORD_BYTES"),
+        "{why}"
+    );
+    assert!(!why.contains("unclosed"), "{why}");
+    assert_truncated(&q[0]);
+    // The row after the long one is read from its own line.
+    let keys = h.keys("validated").await;
+    let part = keys.iter().find(|k| k.ends_with(".parquet")).unwrap();
+    let (_, b) = h.parquet_rows(part).await;
+    let lines = b[0].column(21).as_primitive::<Int64Type>();
+    assert_eq!(lines.values().to_vec(), vec![2, 3 + (2 << 20) + 1]);
+}
+
+#[tokio::test]
+async fn an_unclosed_quote_is_reported_as_such() {
+    let h = harness();
+    let g = good(15, 1);
+    let f: Vec<&str> = g.split(',').collect();
+    let mut open = f.clone();
+    open[4] = "\"2.50";
+    let body = format!(
+        "{HEADER}\n{g}\n{}\n{}\n{}\n",
+        open.join(","),
+        good(15, 2),
+        good(15, 3)
+    );
+    let r = h.run("raw/trips/open.csv", body).await;
+    let c = counts(&r);
+    assert_eq!(
+        (c.rows_in, c.rows_out, c.rows_quarantined),
+        (2, 1, 1),
+        "the open record swallows the rest of the file and is one row"
+    );
+    let q = h.quarantine().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["line"], 3);
+    let why = reasons(&q[0]);
+    assert_eq!(
+        why.matches("unclosed quote").count(),
+        1,
+        "reported once: {why}"
+    );
+    assert!(why.contains("unclosed quote starting at line 3"), "{why}");
+
+    // A lone quote on the last line is not a blank line.
+    let h = harness();
+    let c = counts(
+        &h.run("raw/trips/lone.csv", format!("{HEADER}\n{g}\n\""))
+            .await,
+    );
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (2, 1, 1));
+    assert!(reasons(&h.quarantine().await[0]).contains("unclosed quote starting at line 3"));
+
+    // The same in a big file: the quote opens on line 4 of a record that
+    // starts on line 3, and the rest is bounded as well.
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let mut open = f.clone();
+    open[6] = "\"N\n\"";
+    open[17] = "\"2.50";
+    let body = format!(
+        "{HEADER}\n{g}\n{}\n{}",
+        open.join(","),
+        format!("{}\n", good(15, 2)).repeat(40_000)
+    );
+    let r = h.run("raw/trips/open-big.csv", body).await;
+    let c = counts(&r);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (2, 1, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["line"], 3);
+    let why = reasons(&q[0]);
+    assert!(why.contains("unclosed quote starting at line 4"), "{why}");
+    assert!(why.contains("exceeds SLUICE_MAX_RECORD_BYTES"), "{why}");
+    assert_truncated(&q[0]);
+}
+
+#[tokio::test]
+async fn a_file_with_no_newline_over_the_record_limit_is_quarantined() {
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let huge = format!("{{\"VendorID\": \"{}\"}}", "y".repeat(5 << 20));
+    let c = counts(&h.run("raw/trips/one-line.jsonl", huge).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (1, 0, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q[0]["line"], 1);
+    assert!(reasons(&q[0]).contains("exceeds SLUICE_MAX_RECORD_BYTES"));
+    assert_truncated(&q[0]);
+
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let body = format!("{HEADER}\n{}", "z".repeat(5 << 20));
+    let c = counts(&h.run("raw/trips/one-line.csv", body).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (1, 0, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q[0]["line"], 2);
+    assert!(reasons(&q[0]).contains("exceeds SLUICE_MAX_RECORD_BYTES"));
+    assert_truncated(&q[0]);
+}
+
+#[tokio::test]
+async fn a_header_over_the_record_limit_is_dead_lettered() {
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let key = "raw/trips/wide-header.csv";
+    let body = format!("{HEADER},{}\n{}\n", "w".repeat(5 << 20), good(15, 1));
+    let r = h.run(key, body).await;
+    dead_letter_message(&h, &r, key, "exceeds SLUICE_MAX_RECORD_BYTES");
+}
+
+#[tokio::test]
+async fn records_at_the_limit_are_rows_and_one_byte_more_is_quarantined() {
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    // An extra column the contract ignores pads a record to an exact size.
+    let g = good(15, 1);
+    let pad = |len: usize| format!("{g},{}", "p".repeat(len - g.len() - 1));
+    let (at, over) = (pad(1024), pad(1025));
+    assert_eq!((at.len(), over.len()), (1024, 1025));
+    let body = format!("{HEADER},note\n{at}\n{over}\n{at}");
+    let c = counts(&h.run("raw/trips/edge.csv", body).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 2, 1));
+    let q = h.quarantine().await;
+    assert!(
+        reasons(&q[0]).contains("exceeds SLUICE_MAX_RECORD_BYTES"),
+        "{}",
+        q[0]
+    );
+    assert_eq!(q[0]["line"], 3);
+
+    let h = harness_with(Registry::embedded().unwrap(), &SMALL_RECORDS);
+    let j = good_json(15, 1);
+    let pad = |len: usize| {
+        format!(
+            "{}, \"note\": \"{}\"}}",
+            &j[..j.len() - 1],
+            "p".repeat(len - j.len() - 12)
+        )
+    };
+    let (at, over) = (pad(1024), pad(1025));
+    assert_eq!((at.len(), over.len()), (1024, 1025));
+    let body = format!("{at}\n{over}\n{at}");
+    let c = counts(&h.run("raw/trips/edge.jsonl", body).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 2, 1));
+    let q = h.quarantine().await;
+    assert!(
+        reasons(&q[0]).contains("exceeds SLUICE_MAX_RECORD_BYTES"),
+        "{}",
+        q[0]
+    );
+    assert_eq!(q[0]["line"], 2);
+}
+
+#[tokio::test]
+async fn crlf_and_blank_lines_keep_true_line_numbers() {
+    let h = harness();
+    let body = format!(
+        "{HEADER}\r\n{}\r\n\r\nbad,row\r\n\n{}\r\nworse\r\n",
+        good(15, 1),
+        good(15, 2)
+    );
+    let c = counts(&h.run("raw/trips/crlf.csv", body).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (4, 2, 2));
+    let q = h.quarantine().await;
+    let lines: Vec<u64> = q.iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, vec![4, 7], "{q:?}");
+    let keys = h.keys("validated").await;
+    let part = keys.iter().find(|k| k.ends_with(".parquet")).unwrap();
+    let (_, b) = h.parquet_rows(part).await;
+    let lines = b[0].column(21).as_primitive::<Int64Type>();
+    assert_eq!(lines.values().to_vec(), vec![2, 6]);
+}
+
+#[tokio::test]
+async fn a_jsonl_object_naming_a_key_twice_is_quarantined() {
+    let h = harness();
+    let g = good_json(15, 1);
+    let twice = format!("{}, \"fare_amount\": \"99.00\"}}", &g[..g.len() - 1]);
+    let body = format!("{g}\n{twice}\n");
+    let c = counts(&h.run("raw/trips/twice.jsonl", body).await);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (2, 1, 1));
+    let q = h.quarantine().await;
+    assert_eq!(q[0]["line"], 2);
+    let why = reasons(&q[0]);
+    assert!(
+        why.contains("fare_amount") && why.contains("more than once"),
+        "{why}"
+    );
+}
