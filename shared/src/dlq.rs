@@ -167,6 +167,39 @@ impl FileDeadLetter {
     pub fn read_all(path: &std::path::Path) -> Result<Vec<Envelope>> {
         crate::jsonl::read_all(path, "DLQ envelope")
     }
+
+    /// Every non-empty line of the file, with its place, as the handle
+    /// [`FileDeadLetter::remove`] takes back; a missing file has none.
+    pub fn read_lines(&self) -> Result<Vec<DlqLine>> {
+        Ok(crate::jsonl::read_lines(&self.path)?
+            .into_iter()
+            .enumerate()
+            .filter(|(_, text)| !text.trim().is_empty())
+            .map(|(index, text)| DlqLine { index, text })
+            .collect())
+    }
+
+    /// Remove lines read earlier by [`FileDeadLetter::read_lines`].
+    pub async fn remove(&self, lines: &[DlqLine]) -> Result<()> {
+        let indexes: Vec<usize> = lines.iter().map(|l| l.index).collect();
+        crate::jsonl::rewrite(&self.path, "DLQ envelope", move |all| {
+            all.into_iter()
+                .enumerate()
+                .filter(|(i, _)| !indexes.contains(i))
+                .map(|(_, l)| l)
+                .collect()
+        })
+        .await
+    }
+}
+
+/// One line of a local DLQ file as it was read: its place and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqLine {
+    /// 0-based line number when read.
+    pub index: usize,
+    /// The line (an envelope, when the file is well formed).
+    pub text: String,
 }
 
 #[async_trait]

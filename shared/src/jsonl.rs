@@ -73,3 +73,45 @@ pub fn read_all<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>> 
         })
         .collect()
 }
+
+/// Every line of `path`, without line ends; a missing file has none.
+pub fn read_lines(path: &Path) -> Result<Vec<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t.lines().map(String::from).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(Error::other(
+            ErrorKind::Internal,
+            format!("cannot read {}", path.display()),
+            Some(Box::new(e)),
+        )),
+    }
+}
+
+/// Replace the lines of `path` with what `edit` makes of them: written to a
+/// temporary file and renamed over it, so a crash leaves the old or the new
+/// file, never half of one.
+pub async fn rewrite<F>(path: &Path, what: &str, edit: F) -> Result<()>
+where
+    F: FnOnce(Vec<String>) -> Vec<String> + Send + 'static,
+{
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let text = std::fs::read_to_string(&owned)?;
+        let kept: String = edit(text.lines().map(String::from).collect())
+            .into_iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tmp = owned.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, kept)?;
+        std::fs::rename(&tmp, &owned)
+    })
+    .await
+    .map_err(|e| Error::from_join(&path.display().to_string(), e))?
+    .map_err(|e| {
+        Error::other(
+            ErrorKind::Transient,
+            format!("cannot rewrite the {what} file {}", path.display()),
+            Some(Box::new(e)),
+        )
+    })
+}
