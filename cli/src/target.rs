@@ -284,12 +284,7 @@ fn places(name: &str, s: &sluice::deployment::StageOut) -> anyhow::Result<StageP
 impl LocalTarget {
     /// A stage's DLQ file.
     pub fn dlq(&self, stage: &str) -> FileDeadLetter {
-        FileDeadLetter::new(
-            self.pipeline
-                .dir()
-                .join("dlq")
-                .join(format!("{stage}.jsonl")),
-        )
+        self.pipeline.dlq(stage)
     }
 }
 

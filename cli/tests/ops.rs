@@ -443,3 +443,75 @@ fn a_transiently_failing_local_redrive_keeps_the_dlq_line() {
     assert_eq!(fixed["objects"][0]["dlq"], "deleted", "{fixed}");
     assert_eq!(dlq_lines(dir), 0);
 }
+
+/// The dead-letter marker means "an envelope for this version and code
+/// version is in the DLQ". When the DLQ holds none (its line was lost, or
+/// removed by hand), an ordinary delivery processes the input instead of
+/// skipping it as already dead-lettered.
+#[test]
+fn a_stale_dead_letter_marker_does_not_hide_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    dead_letter_one(dir);
+    // The envelope is gone; the marker stays.
+    std::fs::write(dir.join("dlq/ingest.jsonl"), "").unwrap();
+
+    let out = sluice(&["run", "--local", d], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let keys = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--dry-run",
+            "--json",
+            "raw/trips/t.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(
+        keys["counts"]["already_processed"],
+        1,
+        "the ordinary run processed it: {keys} {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // With the envelope there, the marker holds: an ordinary run skips the
+    // input (it waits in the DLQ for a redrive), it does not send a second one.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let line = dead_letter_one(dir);
+    let out = sluice(
+        &["run", "--local", d],
+        &[("SLUICE_MAX_OBJECT_BYTES", "1000")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = sluice(&["run", "--local", d], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("dlq/ingest.jsonl")).unwrap(),
+        line
+    );
+    let keys = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--dry-run",
+            "--json",
+            "raw/trips/t.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(keys["counts"]["would_replay"], 1, "{keys}");
+}

@@ -169,6 +169,19 @@ impl FileDeadLetter {
         crate::jsonl::read_all(path, "DLQ envelope")
     }
 
+    /// Whether the file holds an envelope for exactly this input version
+    /// (bucket, key, ETag and version id), as a dead-letter marker promises.
+    pub fn holds(&self, source: &SourceIdentity) -> Result<bool> {
+        Ok(Self::read_all(&self.path)?.iter().any(|e| {
+            e.source.as_ref().is_some_and(|s| {
+                s.bucket == source.bucket
+                    && s.key == source.key
+                    && s.etag == source.etag
+                    && s.version_id == source.version_id
+            })
+        }))
+    }
+
     /// Every non-empty line of the file, with its place, as the handle
     /// [`FileDeadLetter::remove`] takes back; a missing file has none.
     pub fn read_lines(&self) -> Result<Vec<DlqLine>> {
@@ -367,6 +380,35 @@ mod tests {
             .map(|e| e.attempts)
             .collect();
         assert_eq!(left, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_file_dlq_says_whether_it_holds_an_input_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let dlq = FileDeadLetter::new(dir.path().join("ingest.jsonl"));
+        let v1 = SourceIdentity {
+            bucket: "landing".into(),
+            key: "raw/trips/a.csv".into(),
+            etag: Some("e1".into()),
+            version_id: None,
+            sequencer: Some("01".into()),
+        };
+        assert!(!dlq.holds(&v1).unwrap(), "a missing file holds nothing");
+        let err = Error::invalid_input("s3://landing/raw/trips/a.csv", "bad");
+        let env = Envelope::new("ingest", Some(v1.clone()), &err, 1, None, None, Value::Null);
+        dlq.send(&env).await.unwrap();
+        dlq.send(&numbered("ingest", 0)).await.unwrap();
+        assert!(dlq.holds(&v1).unwrap());
+        let v2 = SourceIdentity {
+            etag: Some("e2".into()),
+            ..v1.clone()
+        };
+        assert!(!dlq.holds(&v2).unwrap(), "another version");
+        let other = SourceIdentity {
+            key: "raw/trips/b.csv".into(),
+            ..v1
+        };
+        assert!(!dlq.holds(&other).unwrap(), "another key");
     }
 
     #[test]
