@@ -254,9 +254,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         } => {
             let since = since.as_deref().map(parse_time).transpose()?;
             let until = until.as_deref().map(parse_time).transpose()?;
-            // Held long enough for a rate-limited redrive; released at once
-            // when not selected, deleted once replayed.
-            let hold = Duration::from_secs(900);
+            // Held (hidden from other readers) long enough for a rate-limited
+            // redrive and the wait for its results, as SQS allows (12 h at
+            // most); released at once when not selected, deleted or released
+            // once the results are known.
+            let hold = Duration::from_secs(900u64.saturating_add(common.wait).min(43_200));
             let all = target.dlq_read(&common.stage, hold).await?;
             let (selected, skipped): (Vec<_>, Vec<_>) = all
                 .into_iter()
