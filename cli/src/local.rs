@@ -13,8 +13,11 @@ use serde_json::Value;
 use sluice::config::{Config, RawConfig};
 use sluice::contract::Registry;
 use sluice::dlq::FileDeadLetter;
-use sluice::runner::{is_internal_key, InvocationReport, ObjectOutcome};
-use sluice::store::{LocalStore, NotifyingStore, ObjectStore};
+use sluice::lineage::SourceIdentity;
+use sluice::runner::{
+    dead_letter_marker_key, is_internal_key, DeadLetterMarker, InvocationReport, ObjectOutcome,
+};
+use sluice::store::{LocalStore, NotifyingStore, ObjectStore, ObjectStoreExt};
 use sluice::telemetry::NoMetrics;
 use sluice::trigger::{s3_notification, ObjectRef};
 use sluice::{Runner, Runtime};
@@ -49,13 +52,15 @@ pub const LOCAL_TUNABLES: [&str; 7] = [
     "SLUICE_CODE_VERSION",
 ];
 
+/// A stage's DLQ file in the local layout under `dir`.
+fn dlq_path(dir: &Path, stage: &str) -> PathBuf {
+    dir.join("dlq").join(format!("{stage}.jsonl"))
+}
+
 /// The validated configuration of a stage in the local layout under `dir`.
 pub fn local_config(stage: &str, dir: &Path) -> anyhow::Result<Config> {
     let (input, output) = layout(stage);
-    let dlq = format!(
-        "file:{}",
-        dir.join("dlq").join(format!("{stage}.jsonl")).display()
-    );
+    let dlq = format!("file:{}", dlq_path(dir, stage).display());
     let alerts = format!("file:{}", dir.join("alerts").join("alerts.jsonl").display());
     let mut vars = vec![
         ("SLUICE_STORE", format!("local:{}", dir.display())),
@@ -171,7 +176,7 @@ impl LocalPipeline {
         let registry = Registry::embedded()?;
         let runtime = |stage: &str| -> anyhow::Result<Runtime> {
             let config = local_config(stage, &dir)?;
-            let dlq = FileDeadLetter::new(dir.join("dlq").join(format!("{stage}.jsonl")));
+            let dlq = FileDeadLetter::new(dlq_path(&dir, stage));
             Ok(Runtime {
                 config: Arc::new(config),
                 store: Arc::new(store.clone()),
@@ -199,8 +204,49 @@ impl LocalPipeline {
         Arc::new(self.store.clone())
     }
 
-    /// Invoke one stage with an event payload (no cascade).
+    /// A stage's DLQ file.
+    pub fn dlq(&self, stage: &str) -> FileDeadLetter {
+        FileDeadLetter::new(dlq_path(&self.dir, stage))
+    }
+
+    /// Invoke one stage with an event payload (no cascade), as an ordinary
+    /// delivery. An object the stage skips as already dead-lettered whose
+    /// envelope the DLQ does not hold (see [`LocalPipeline::stale_marker`])
+    /// has its marker removed and is delivered again.
     pub async fn invoke(&self, stage: &str, payload: &Value) -> anyhow::Result<InvocationReport> {
+        let mut report = self.handle(stage, payload).await?;
+        for i in 0..report.outcomes.len() {
+            let (Some(obj), ObjectOutcome::AlreadyDeadLettered) = &report.outcomes[i] else {
+                continue;
+            };
+            let Some(marker) = self.stale_marker(stage, obj).await? else {
+                continue;
+            };
+            let obj = obj.clone();
+            eprintln!(
+                "note: {stage}: {} was marked dead-lettered, but {} holds no envelope for it; \
+                 delivering it again",
+                obj.location(),
+                self.dlq(stage).path().display()
+            );
+            self.store
+                .delete(&marker.0, &marker.1)
+                .await
+                .with_context(|| {
+                    format!("removing the stale marker s3://{}/{}", marker.0, marker.1)
+                })?;
+            let again = self
+                .handle(stage, &s3_notification(std::slice::from_ref(&obj)))
+                .await?;
+            if let Some((_, outcome)) = again.outcomes.into_iter().next() {
+                report.outcomes[i] = (Some(obj), outcome);
+            }
+            report.failed_message_ids.extend(again.failed_message_ids);
+        }
+        Ok(report)
+    }
+
+    async fn handle(&self, stage: &str, payload: &Value) -> anyhow::Result<InvocationReport> {
         let report = match stage {
             "ingest" => self.ingest.handle(payload, None).await?,
             "curate" => self.curate.handle(payload, None).await?,
@@ -208,6 +254,39 @@ impl LocalPipeline {
             other => anyhow::bail!("unknown stage {other:?} (stages: {})", STAGES.join(", ")),
         };
         Ok(report)
+    }
+
+    /// A dead-letter marker means "an envelope for this input version (and
+    /// code version) is in the DLQ": the reason an ordinary delivery skips
+    /// the input. When the DLQ holds no envelope for the version it names
+    /// (the line was lost or removed), skipping would leave the input in no
+    /// DLQ and never processed. Such a marker's (bucket, key), if any.
+    async fn stale_marker(
+        &self,
+        stage: &str,
+        obj: &ObjectRef,
+    ) -> anyhow::Result<Option<(String, String)>> {
+        let config = match stage {
+            "ingest" => &self.ingest.runtime().config,
+            "curate" => &self.curate.runtime().config,
+            _ => &self.profile.runtime().config,
+        };
+        let key = dead_letter_marker_key(config, &SourceIdentity::from_event(obj, None));
+        let bucket = config.output.bucket.clone();
+        let bytes = match self.store.get_bytes(&bucket, &key).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == sluice::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading s3://{bucket}/{key}")),
+        };
+        // The runner skips only on a marker it can read, naming this version.
+        let Ok(marker) = serde_json::from_slice::<DeadLetterMarker>(&bytes) else {
+            return Ok(None);
+        };
+        let held = self
+            .dlq(stage)
+            .holds(&marker.source)
+            .with_context(|| format!("looking for the envelope s3://{bucket}/{key} names"))?;
+        Ok((!held).then_some((bucket, key)))
     }
 
     /// Invoke one stage as an explicit redrive (`sluice replay`): what was

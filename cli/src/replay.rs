@@ -15,6 +15,11 @@
 //! work) and the command then waits on the stage's commit points: the
 //! manifest (done) or a fresh dead-letter marker (failed again). Locally the
 //! stage runs in process and the outputs flow on through the pipeline.
+//!
+//! A DLQ message leaves the DLQ only once its input has settled: committed
+//! (a manifest), superseded, or dead-lettered again with a new envelope
+//! ([`dlq_actions`]). Everything else (a transient failure, still pending
+//! when `--wait` ends, a dry run) stays, visible again at once.
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -108,8 +113,12 @@ enum Outcome {
     Already,
     /// A newer version of the key was already processed.
     Stale,
-    /// It failed again (the reason, when known).
+    /// It failed again, permanently: a new envelope is in the DLQ (the
+    /// reason, when known).
     FailedAgain(String),
+    /// It failed, and nothing recorded the failure (a transient error, a
+    /// DLQ that could not be written): neither committed nor dead-lettered.
+    Unsettled(String),
     /// Sent, not finished within `--wait`.
     Pending,
     /// Sent, and nothing identifies its result (an event naming no object).
@@ -127,6 +136,7 @@ impl Outcome {
             Outcome::Already => "already processed",
             Outcome::Stale => "stale",
             Outcome::FailedAgain(_) => "failed again",
+            Outcome::Unsettled(_) => "unsettled",
             Outcome::Pending => "pending",
             Outcome::Sent => "sent",
             Outcome::WouldReplay => "would replay",
@@ -137,9 +147,63 @@ impl Outcome {
     fn ok(&self) -> bool {
         !matches!(
             self,
-            Outcome::FailedAgain(_) | Outcome::Pending | Outcome::Missing
+            Outcome::FailedAgain(_) | Outcome::Unsettled(_) | Outcome::Pending | Outcome::Missing
         )
     }
+
+    /// Whether the input has settled, so that the DLQ message it came from
+    /// may go: committed now or before, superseded, dead-lettered again with
+    /// a new envelope, or (an event naming no object) handed to the stage's
+    /// queue, whose own redrive leads back to the DLQ.
+    fn settles(&self) -> bool {
+        match self {
+            Outcome::New
+            | Outcome::Already
+            | Outcome::Stale
+            | Outcome::FailedAgain(_)
+            | Outcome::Sent => true,
+            Outcome::Unsettled(_) | Outcome::Pending | Outcome::WouldReplay | Outcome::Missing => {
+                false
+            }
+        }
+    }
+}
+
+/// What becomes of one DLQ message after a redrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DlqAction {
+    /// Its input has settled: the message is deleted (acknowledged).
+    Delete,
+    /// Not settled (yet): the message stays, visible again at once.
+    Release,
+}
+
+impl DlqAction {
+    fn label(self) -> &'static str {
+        match self {
+            DlqAction::Delete => "deleted",
+            DlqAction::Release => "kept",
+        }
+    }
+}
+
+/// For each of `messages` DLQ messages (by index), whether it leaves the DLQ:
+/// only when every object it names has settled ([`Outcome::settles`]), as
+/// known once the command has waited for the results. A dry run changes
+/// nothing; a message that gave no item is kept.
+fn dlq_actions(messages: usize, items: &[Item], dry_run: bool) -> Vec<DlqAction> {
+    (0..messages)
+        .map(|m| {
+            let mut of_message = items.iter().filter(|it| it.dlq == Some(m)).peekable();
+            let settled = of_message.peek().is_some()
+                && of_message.all(|it| it.outcome.as_ref().is_some_and(Outcome::settles));
+            if settled && !dry_run {
+                DlqAction::Delete
+            } else {
+                DlqAction::Release
+            }
+        })
+        .collect()
 }
 
 /// One object (or undecodable event) to replay.
@@ -189,9 +253,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         } => {
             let since = since.as_deref().map(parse_time).transpose()?;
             let until = until.as_deref().map(parse_time).transpose()?;
-            // Held long enough for a rate-limited redrive; released at once
-            // when not selected, deleted once replayed.
-            let hold = Duration::from_secs(900);
+            // Held (hidden from other readers) long enough for a rate-limited
+            // redrive and the wait for its results, as SQS allows (12 h at
+            // most); released at once when not selected, deleted or released
+            // once the results are known.
+            let hold = Duration::from_secs(900u64.saturating_add(common.wait).min(43_200));
             let all = target.dlq_read(&common.stage, hold).await?;
             let (selected, skipped): (Vec<_>, Vec<_>) = all
                 .into_iter()
@@ -280,37 +346,6 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
 
-    // Acknowledge the DLQ messages whose objects were all handled (or found
-    // done); keep the rest, released for the next attempt.
-    if !dlq_entries.is_empty() {
-        let mut ack = Vec::new();
-        let mut keep = Vec::new();
-        for (i, e) in dlq_entries.iter().enumerate() {
-            let handled = !common.dry_run
-                && items
-                    .iter()
-                    .filter(|it| it.dlq == Some(i))
-                    .all(|it| !matches!(it.outcome, None | Some(Outcome::Missing)));
-            if handled {
-                ack.push(e);
-            } else {
-                keep.push(e);
-            }
-        }
-        target.dlq_ack(&common.stage, &ack).await?;
-        target.dlq_release(&common.stage, &keep).await?;
-    }
-
-    if let Target::Local(l) = &target {
-        // The replayed outputs flow on through the pipeline, as S3 events would.
-        let downstream = l.pipeline.cascade(local_outputs).await?;
-        let processed: u64 = downstream.values().map(|s| s.processed).sum();
-        if processed > 0 {
-            notes.push(format!(
-                "downstream: {processed} object(s) processed by the following stages"
-            ));
-        }
-    }
     if let Target::Aws(_) = &target {
         if common.wait > 0 && !common.dry_run {
             await_results(
@@ -323,7 +358,39 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    report(&target, title, common, &items, &notes);
+    // Only now are the outcomes known (on a deployment, after the wait):
+    // delete the DLQ messages whose inputs settled, release the rest.
+    let actions = dlq_actions(dlq_entries.len(), &items, common.dry_run);
+    if !dlq_entries.is_empty() {
+        let (delete, keep): (Vec<_>, Vec<_>) = dlq_entries
+            .iter()
+            .zip(&actions)
+            .partition(|(_, a)| **a == DlqAction::Delete);
+        let delete: Vec<&DlqEntry> = delete.into_iter().map(|(e, _)| e).collect();
+        let keep: Vec<&DlqEntry> = keep.into_iter().map(|(e, _)| e).collect();
+        target.dlq_ack(&common.stage, &delete).await?;
+        target.dlq_release(&common.stage, &keep).await?;
+        if !common.dry_run && !keep.is_empty() {
+            notes.push(format!(
+                "{} redriven DLQ message(s) not settled stay in the DLQ; {} settled and deleted",
+                keep.len(),
+                delete.len()
+            ));
+        }
+    }
+
+    if let Target::Local(l) = &target {
+        // The replayed outputs flow on through the pipeline, as S3 events would.
+        let downstream = l.pipeline.cascade(local_outputs).await?;
+        let processed: u64 = downstream.values().map(|s| s.processed).sum();
+        if processed > 0 {
+            notes.push(format!(
+                "downstream: {processed} object(s) processed by the following stages"
+            ));
+        }
+    }
+
+    report(&target, title, common, &items, &actions, &notes);
     Ok(
         if items
             .iter()
@@ -504,15 +571,18 @@ async fn deliver(
                     | ObjectOutcome::Retracted(_),
                 )
                 | None => Outcome::Stale,
-                Some(ObjectOutcome::DeadLettered(e) | ObjectOutcome::Failed(e)) => {
-                    Outcome::FailedAgain(e.to_string())
-                }
-                Some(ObjectOutcome::AlreadyDeadLettered) => {
-                    Outcome::FailedAgain("dead-lettered before".into())
-                }
+                // A new envelope is in the DLQ.
+                Some(ObjectOutcome::DeadLettered(e)) => Outcome::FailedAgain(e.to_string()),
+                // Left for a redelivery that, locally, nothing makes.
+                Some(ObjectOutcome::Failed(e)) => Outcome::Unsettled(e.to_string()),
+                Some(ObjectOutcome::AlreadyDeadLettered) => Outcome::Unsettled(
+                    "already dead-lettered with this code version; not tried again".into(),
+                ),
                 // Not started for lack of time (a local redrive has no
-                // deadline, so this does not happen): not finished yet.
-                Some(ObjectOutcome::Deferred { .. }) => Outcome::Pending,
+                // deadline, so this does not happen): not settled.
+                Some(ObjectOutcome::Deferred { .. }) => {
+                    Outcome::Unsettled("deferred: too little time left".into())
+                }
             };
             local_outputs.extend(l.pipeline.drain_events());
             Ok(Some(outcome))
@@ -599,18 +669,26 @@ async fn await_results(
     Ok(())
 }
 
-const ORDER: [&str; 8] = [
+const ORDER: [&str; 9] = [
     "new",
     "already processed",
     "stale",
     "failed again",
+    "unsettled",
     "pending",
     "sent",
     "would replay",
     "missing",
 ];
 
-fn report(target: &Target, title: &str, common: &Common, items: &[Item], notes: &[String]) {
+fn report(
+    target: &Target,
+    title: &str,
+    common: &Common,
+    items: &[Item],
+    actions: &[DlqAction],
+    notes: &[String],
+) {
     let count = |label: &str| {
         items
             .iter()
@@ -627,10 +705,11 @@ fn report(target: &Target, title: &str, common: &Common, items: &[Item], notes: 
             .map(|i| {
                 let o = i.outcome.clone().unwrap_or(Outcome::Pending);
                 let reason = match &o {
-                    Outcome::FailedAgain(r) => Some(r.clone()),
+                    Outcome::FailedAgain(r) | Outcome::Unsettled(r) => Some(r.clone()),
                     _ => None,
                 };
-                json!({"object": i.label, "outcome": o.label(), "reason": reason})
+                let dlq = i.dlq.and_then(|m| actions.get(m)).map(|a| a.label());
+                json!({"object": i.label, "outcome": o.label(), "reason": reason, "dlq": dlq})
             })
             .collect();
         let out = json!({"stage": common.stage, "mode": title, "dry_run": common.dry_run,
@@ -653,6 +732,10 @@ fn report(target: &Target, title: &str, common: &Common, items: &[Item], notes: 
     for item in items {
         match &item.outcome {
             Some(Outcome::FailedAgain(r)) => println!("  failed again: {}: {r}", item.label),
+            Some(Outcome::Unsettled(r)) => println!(
+                "  unsettled: {}: {r} (neither committed nor dead-lettered again; replay it again)",
+                item.label
+            ),
             Some(Outcome::Missing) => println!("  missing: {} does not exist", item.label),
             Some(Outcome::Pending) => println!(
                 "  pending: {} (not finished within --wait; see `sluice status`)",
@@ -689,6 +772,96 @@ fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dlq_item(message: usize, outcome: Option<Outcome>) -> Item {
+        let mut it = Item::for_object(ObjectRef::new("landing", "raw/trips/a.csv"), Some(message));
+        it.outcome = outcome;
+        it
+    }
+
+    /// Which redriven DLQ messages leave the DLQ: those whose inputs settled
+    /// (committed, superseded, dead-lettered again with a new envelope), and
+    /// only those; on SQS the rest are released, visible again at once.
+    #[test]
+    fn a_settled_redrive_is_deleted_from_the_dlq_not_released() {
+        use DlqAction::{Delete, Release};
+        let why = || "boom".to_string();
+        let table: Vec<(&str, Vec<Option<Outcome>>, bool, DlqAction)> = vec![
+            (
+                "committed by the redrive",
+                vec![Some(Outcome::New)],
+                false,
+                Delete,
+            ),
+            (
+                "found committed",
+                vec![Some(Outcome::Already)],
+                false,
+                Delete,
+            ),
+            ("superseded", vec![Some(Outcome::Stale)], false, Delete),
+            (
+                "dead-lettered again (a new envelope)",
+                vec![Some(Outcome::FailedAgain(why()))],
+                false,
+                Delete,
+            ),
+            (
+                "names no object, handed to the queue",
+                vec![Some(Outcome::Sent)],
+                false,
+                Delete,
+            ),
+            (
+                "a transient failure, nothing recorded",
+                vec![Some(Outcome::Unsettled(why()))],
+                false,
+                Release,
+            ),
+            (
+                "not settled within --wait",
+                vec![Some(Outcome::Pending)],
+                false,
+                Release,
+            ),
+            (
+                "sent, not waited for (--wait 0)",
+                vec![None],
+                false,
+                Release,
+            ),
+            ("missing", vec![Some(Outcome::Missing)], false, Release),
+            ("dry run", vec![Some(Outcome::WouldReplay)], true, Release),
+            (
+                "dry run, found committed",
+                vec![Some(Outcome::Already)],
+                true,
+                Release,
+            ),
+            (
+                "two objects, both settled",
+                vec![Some(Outcome::New), Some(Outcome::Already)],
+                false,
+                Delete,
+            ),
+            (
+                "two objects, one pending",
+                vec![Some(Outcome::New), Some(Outcome::Pending)],
+                false,
+                Release,
+            ),
+            ("no object at all", vec![], false, Release),
+        ];
+        for (case, outcomes, dry_run, want) in table {
+            // The message under test is number 1, between two settled ones.
+            let mut items = vec![dlq_item(0, Some(Outcome::New))];
+            items.extend(outcomes.into_iter().map(|o| dlq_item(1, o)));
+            items.push(dlq_item(2, Some(Outcome::New)));
+            let got = dlq_actions(3, &items, dry_run);
+            let neighbour = if dry_run { Release } else { Delete };
+            assert_eq!(got, vec![neighbour, want, neighbour], "{case}");
+        }
+    }
 
     #[test]
     fn times_parse_as_rfc3339_or_ages() {

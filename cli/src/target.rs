@@ -4,7 +4,7 @@
 //! Commands see one interface: the object store, each stage's locations,
 //! and its dead-letter queue.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sluice::config::Location;
 use sluice::deployment::Deployment;
-use sluice::dlq::Envelope;
+use sluice::dlq::{DlqLine, Envelope, FileDeadLetter};
 use sluice::store::s3::S3Store;
 use sluice::store::{ObjectStore, DEFAULT_PART_SIZE};
 
@@ -119,7 +119,7 @@ pub struct DlqEntry {
 #[derive(Debug, Clone)]
 enum Handle {
     Sqs(String),
-    Line(usize),
+    Line(DlqLine),
 }
 
 /// The target.
@@ -227,7 +227,7 @@ impl Target {
         hold: std::time::Duration,
     ) -> anyhow::Result<Vec<DlqEntry>> {
         match self {
-            Target::Local(l) => local_dlq_read(&l.dlq_path(stage)),
+            Target::Local(l) => local_dlq_read(&l.dlq(stage)),
             Target::Aws(a) => a.dlq_read(stage, hold).await,
         }
     }
@@ -236,14 +236,17 @@ impl Target {
     pub async fn dlq_ack(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
         match self {
             Target::Local(l) => {
-                let lines: Vec<usize> = entries
+                let lines: Vec<DlqLine> = entries
                     .iter()
-                    .filter_map(|e| match e.handle {
-                        Handle::Line(n) => Some(n),
+                    .filter_map(|e| match &e.handle {
+                        Handle::Line(line) => Some(line.clone()),
                         Handle::Sqs(_) => None,
                     })
                     .collect();
-                local_dlq_remove(&l.dlq_path(stage), &lines)
+                if lines.is_empty() {
+                    return Ok(());
+                }
+                Ok(l.dlq(stage).remove(&lines).await?)
             }
             Target::Aws(a) => a.dlq_delete(stage, entries).await,
         }
@@ -279,55 +282,30 @@ fn places(name: &str, s: &sluice::deployment::StageOut) -> anyhow::Result<StageP
 }
 
 impl LocalTarget {
-    fn dlq_path(&self, stage: &str) -> PathBuf {
-        self.pipeline
-            .dir()
-            .join("dlq")
-            .join(format!("{stage}.jsonl"))
+    /// A stage's DLQ file.
+    pub fn dlq(&self, stage: &str) -> FileDeadLetter {
+        self.pipeline.dlq(stage)
     }
 }
 
 /// The local DLQ: one envelope per line. A line that is not an envelope is an
 /// error naming the file and line, never skipped silently.
-fn local_dlq_read(path: &Path) -> anyhow::Result<Vec<DlqEntry>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
+fn local_dlq_read(dlq: &FileDeadLetter) -> anyhow::Result<Vec<DlqEntry>> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let envelope: Envelope = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a DLQ envelope", path.display(), i + 1))?;
+    for line in dlq.read_lines()? {
+        let envelope: Envelope = serde_json::from_str(&line.text).with_context(|| {
+            format!(
+                "{}:{}: not a DLQ envelope",
+                dlq.path().display(),
+                line.index + 1
+            )
+        })?;
         out.push(DlqEntry {
             letter: DeadLetter::Envelope(Box::new(envelope)),
-            handle: Handle::Line(i),
+            handle: Handle::Line(line),
         });
     }
     Ok(out)
-}
-
-/// Drop `lines` from the local DLQ file: rewritten to a temporary file and
-/// renamed over it, so a crash leaves the old or the new file, never half.
-fn local_dlq_remove(path: &Path, lines: &[usize]) -> anyhow::Result<()> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let kept: String = text
-        .lines()
-        .enumerate()
-        .filter(|(i, _)| !lines.contains(i))
-        .map(|(_, l)| format!("{l}\n"))
-        .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, kept).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
 }
 
 impl AwsTarget {
@@ -552,12 +530,13 @@ mod tests {
         assert!(format!("{e:#}").contains("not JSON"), "{e:#}");
     }
 
-    #[test]
-    fn local_dlq_lines_are_read_and_removed() {
+    #[tokio::test]
+    async fn local_dlq_lines_are_read_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ingest.jsonl");
+        let dlq = FileDeadLetter::new(&path);
         assert!(
-            local_dlq_read(&path).unwrap().is_empty(),
+            local_dlq_read(&dlq).unwrap().is_empty(),
             "a missing file is empty"
         );
         let err =
@@ -569,10 +548,18 @@ mod tests {
             })
             .collect();
         std::fs::write(&path, lines).unwrap();
-        let entries = local_dlq_read(&path).unwrap();
+        let entries = local_dlq_read(&dlq).unwrap();
         assert_eq!(entries.len(), 3);
-        local_dlq_remove(&path, &[0, 2]).unwrap();
-        let left = local_dlq_read(&path).unwrap();
+        let target_entries = [&entries[0], &entries[2]];
+        let lines: Vec<DlqLine> = target_entries
+            .iter()
+            .filter_map(|e| match &e.handle {
+                Handle::Line(l) => Some(l.clone()),
+                Handle::Sqs(_) => None,
+            })
+            .collect();
+        dlq.remove(&lines).await.unwrap();
+        let left = local_dlq_read(&dlq).unwrap();
         assert_eq!(left.len(), 1);
         let DeadLetter::Envelope(e) = &left[0].letter else {
             panic!("envelope expected")
@@ -580,7 +567,7 @@ mod tests {
         assert_eq!(e.attempts, 1, "the middle line is the one kept");
 
         std::fs::write(&path, "{\"not\":\"an envelope\"}\n").unwrap();
-        let e = local_dlq_read(&path).unwrap_err();
+        let e = local_dlq_read(&dlq).unwrap_err();
         assert!(
             format!("{e:#}").contains("ingest.jsonl:1: not a DLQ envelope"),
             "{e:#}"

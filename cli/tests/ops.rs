@@ -351,3 +351,167 @@ fn commands_say_where_to_act_and_name_bad_input() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither RFC 3339"));
 }
+
+/// Land a small trips file under `dir` and dead-letter it (a size limit too
+/// small); the DLQ holds its one envelope. Returns the DLQ line.
+fn dead_letter_one(dir: &Path) -> String {
+    let raw = dir.join("landing/raw/trips");
+    std::fs::create_dir_all(&raw).unwrap();
+    let out = sluice(
+        &[
+            "generate",
+            "trips",
+            "--rows",
+            "200",
+            "--seed",
+            "7",
+            "--out",
+            raw.join("t.csv").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = sluice(
+        &["run", "--local", dir.to_str().unwrap()],
+        &[("SLUICE_MAX_OBJECT_BYTES", "1000")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let line = std::fs::read_to_string(dir.join("dlq/ingest.jsonl")).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    line
+}
+
+/// `sluice` with writes to regular files capped at 512 bytes (`ulimit -f 1`,
+/// SIGXFSZ ignored: a write past the cap fails with EFBIG, as on a full
+/// disk). Files already bigger cannot grow; small new ones can be written.
+#[cfg(unix)]
+fn sluice_on_a_full_disk(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 1 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(args);
+    for v in sluice_cli_tunables() {
+        cmd.env_remove(v);
+    }
+    cmd.env_remove("SLUICE_DEPLOYMENT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("sh runs the sluice binary")
+}
+
+/// A redrive whose outcome is a transient failure (here the new envelope
+/// cannot be appended: the disk is full) settles nothing: the DLQ line stays,
+/// so the input is still in a DLQ, and a later redrive processes it.
+#[cfg(unix)]
+#[test]
+fn a_transiently_failing_local_redrive_keeps_the_dlq_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let before = dead_letter_one(dir);
+    assert!(before.len() > 512, "the DLQ file cannot grow under the cap");
+
+    // Still too small a limit, so the redrive fails permanently again, and
+    // its new envelope cannot be written: nothing records the failure.
+    let out = sluice_on_a_full_disk(
+        &["replay", "dlq", "--stage", "ingest", "--local", d, "--json"],
+        &[("SLUICE_MAX_OBJECT_BYTES", "1000")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let after = std::fs::read_to_string(dir.join("dlq/ingest.jsonl")).unwrap();
+    assert_eq!(after, before, "the DLQ line is kept as it was: {stdout}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["counts"]["unsettled"], 1, "{v}");
+    assert_eq!(v["counts"]["failed_again"], 0, "{v}");
+    assert_eq!(v["objects"][0]["dlq"], "kept", "{v}");
+    let reason = v["objects"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot append DLQ envelope"), "{v}");
+
+    // The input is still visible as dead-lettered, and a redrive (the limit
+    // fixed, the disk no longer full) processes it and settles the line.
+    let status = json(&["status", "--local", d, "--json"], &[], 3);
+    assert_eq!(status["stages"][0]["dlq_depth"], 1, "{status}");
+    let fixed = json(
+        &["replay", "dlq", "--stage", "ingest", "--local", d, "--json"],
+        &[],
+        0,
+    );
+    assert_eq!(fixed["counts"]["new"], 1, "{fixed}");
+    assert_eq!(fixed["objects"][0]["dlq"], "deleted", "{fixed}");
+    assert_eq!(dlq_lines(dir), 0);
+}
+
+/// The dead-letter marker means "an envelope for this version and code
+/// version is in the DLQ". When the DLQ holds none (its line was lost, or
+/// removed by hand), an ordinary delivery processes the input instead of
+/// skipping it as already dead-lettered.
+#[test]
+fn a_stale_dead_letter_marker_does_not_hide_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    dead_letter_one(dir);
+    // The envelope is gone; the marker stays.
+    std::fs::write(dir.join("dlq/ingest.jsonl"), "").unwrap();
+
+    let out = sluice(&["run", "--local", d], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let keys = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--dry-run",
+            "--json",
+            "raw/trips/t.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(
+        keys["counts"]["already_processed"],
+        1,
+        "the ordinary run processed it: {keys} {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // With the envelope there, the marker holds: an ordinary run skips the
+    // input (it waits in the DLQ for a redrive), it does not send a second one.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let line = dead_letter_one(dir);
+    let out = sluice(
+        &["run", "--local", d],
+        &[("SLUICE_MAX_OBJECT_BYTES", "1000")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = sluice(&["run", "--local", d], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("dlq/ingest.jsonl")).unwrap(),
+        line
+    );
+    let keys = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--dry-run",
+            "--json",
+            "raw/trips/t.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(keys["counts"]["would_replay"], 1, "{keys}");
+}

@@ -146,7 +146,8 @@ impl DeadLetterSink for SqsDeadLetter {
 }
 
 /// A JSONL file as DLQ (the local default): one envelope per line, appended
-/// under an exclusive lock so concurrent processes never interleave lines.
+/// and removed under one lock ([`crate::jsonl`]) so concurrent processes
+/// never interleave lines nor lose one.
 #[derive(Debug, Clone)]
 pub struct FileDeadLetter {
     path: PathBuf,
@@ -167,6 +168,69 @@ impl FileDeadLetter {
     pub fn read_all(path: &std::path::Path) -> Result<Vec<Envelope>> {
         crate::jsonl::read_all(path, "DLQ envelope")
     }
+
+    /// Whether the file holds an envelope for exactly this input version
+    /// (bucket, key, ETag and version id), as a dead-letter marker promises.
+    pub fn holds(&self, source: &SourceIdentity) -> Result<bool> {
+        Ok(Self::read_all(&self.path)?.iter().any(|e| {
+            e.source.as_ref().is_some_and(|s| {
+                s.bucket == source.bucket
+                    && s.key == source.key
+                    && s.etag == source.etag
+                    && s.version_id == source.version_id
+            })
+        }))
+    }
+
+    /// Every non-empty line of the file, with its place, as the handle
+    /// [`FileDeadLetter::remove`] takes back; a missing file has none.
+    pub fn read_lines(&self) -> Result<Vec<DlqLine>> {
+        Ok(crate::jsonl::read_lines(&self.path)?
+            .into_iter()
+            .enumerate()
+            .filter(|(_, text)| !text.trim().is_empty())
+            .map(|(index, text)| DlqLine { index, text })
+            .collect())
+    }
+
+    /// Remove lines read earlier by [`FileDeadLetter::read_lines`], in one
+    /// read-modify-write under the appenders' lock (see [`crate::jsonl`]), so
+    /// an envelope appended meanwhile is kept. A line is found by its text
+    /// (at its old place, else wherever it has moved to, since another
+    /// rewrite may have removed lines above it); one no longer there was
+    /// removed already and takes nothing else with it.
+    pub async fn remove(&self, lines: &[DlqLine]) -> Result<()> {
+        let lines = lines.to_vec();
+        crate::jsonl::rewrite(&self.path, "DLQ envelope", move |all| {
+            let mut gone = vec![false; all.len()];
+            for line in &lines {
+                let here = |i: usize| !gone[i] && all[i] == line.text;
+                let at = if line.index < all.len() && here(line.index) {
+                    Some(line.index)
+                } else {
+                    (0..all.len()).find(|i| here(*i))
+                };
+                if let Some(i) = at {
+                    gone[i] = true;
+                }
+            }
+            all.into_iter()
+                .zip(gone)
+                .filter(|(_, gone)| !gone)
+                .map(|(l, _)| l)
+                .collect()
+        })
+        .await
+    }
+}
+
+/// One line of a local DLQ file as it was read: its place and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqLine {
+    /// 0-based line number when read.
+    pub index: usize,
+    /// The line (an envelope, when the file is well formed).
+    pub text: String,
 }
 
 #[async_trait]
@@ -234,6 +298,117 @@ mod tests {
         assert_eq!(back[0].error.kind, ErrorKind::InvalidInput);
         assert_eq!(back[0].envelope_version, 1);
         assert!(back[0].error.message.contains("x.csv.gz"));
+    }
+
+    fn numbered(stage: &str, n: u32) -> Envelope {
+        let err = Error::invalid_input("s3://landing/raw/trips/x.csv", "bad");
+        Envelope::new(stage, None, &err, n, None, None, Value::Null)
+    }
+
+    /// Appenders in several threads while another rewrites the file line by
+    /// line: every append survives, every removed line is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_local_dlq_rewrite_does_not_lose_a_concurrent_append() {
+        const SEEDED: u32 = 60;
+        const WRITERS: u32 = 4;
+        const APPENDS: u32 = 60;
+        let dir = tempfile::tempdir().unwrap();
+        let dlq = FileDeadLetter::new(dir.path().join("dlq/ingest.jsonl"));
+        for n in 0..SEEDED {
+            dlq.send(&numbered("seed", n)).await.unwrap();
+        }
+        let seeded = dlq.read_lines().unwrap();
+        assert_eq!(seeded.len(), SEEDED as usize);
+
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let dlq = dlq.clone();
+            writers.push(tokio::spawn(async move {
+                for n in 0..APPENDS {
+                    dlq.send(&numbered(&format!("writer-{w}"), n)).await?;
+                }
+                Ok::<(), Error>(())
+            }));
+        }
+        // One rewrite per seeded line, while the writers append (last line
+        // first, so that no removal moves the lines still to be removed).
+        for line in seeded.iter().rev() {
+            dlq.remove(std::slice::from_ref(line)).await.unwrap();
+        }
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+
+        let left = FileDeadLetter::read_all(dlq.path()).unwrap();
+        for w in 0..WRITERS {
+            let mut got: Vec<u32> = left
+                .iter()
+                .filter(|e| e.stage == format!("writer-{w}"))
+                .map(|e| e.attempts)
+                .collect();
+            got.sort_unstable();
+            assert_eq!(
+                got,
+                (0..APPENDS).collect::<Vec<_>>(),
+                "writer {w}: {} of {APPENDS} appends survived the rewrites",
+                got.len()
+            );
+        }
+        let seeds = left.iter().filter(|e| e.stage == "seed").count();
+        assert_eq!(seeds, 0, "every removed line is gone");
+    }
+
+    /// Lines are named by what they say, not only where they were: after one
+    /// removal moved the lines below it, removing another line read at the
+    /// same time still removes that line, and a line already gone is not
+    /// replaced by its neighbour.
+    #[tokio::test]
+    async fn a_dlq_line_removed_after_another_rewrite_is_the_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let dlq = FileDeadLetter::new(dir.path().join("ingest.jsonl"));
+        for n in 0..4 {
+            dlq.send(&numbered("ingest", n)).await.unwrap();
+        }
+        let read = dlq.read_lines().unwrap();
+        dlq.remove(&read[0..1]).await.unwrap();
+        dlq.remove(&read[2..3]).await.unwrap();
+        // Removed by another reader already: nothing else goes in its place.
+        dlq.remove(&read[0..1]).await.unwrap();
+        let left: Vec<u32> = FileDeadLetter::read_all(dlq.path())
+            .unwrap()
+            .iter()
+            .map(|e| e.attempts)
+            .collect();
+        assert_eq!(left, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_file_dlq_says_whether_it_holds_an_input_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let dlq = FileDeadLetter::new(dir.path().join("ingest.jsonl"));
+        let v1 = SourceIdentity {
+            bucket: "landing".into(),
+            key: "raw/trips/a.csv".into(),
+            etag: Some("e1".into()),
+            version_id: None,
+            sequencer: Some("01".into()),
+        };
+        assert!(!dlq.holds(&v1).unwrap(), "a missing file holds nothing");
+        let err = Error::invalid_input("s3://landing/raw/trips/a.csv", "bad");
+        let env = Envelope::new("ingest", Some(v1.clone()), &err, 1, None, None, Value::Null);
+        dlq.send(&env).await.unwrap();
+        dlq.send(&numbered("ingest", 0)).await.unwrap();
+        assert!(dlq.holds(&v1).unwrap());
+        let v2 = SourceIdentity {
+            etag: Some("e2".into()),
+            ..v1.clone()
+        };
+        assert!(!dlq.holds(&v2).unwrap(), "another version");
+        let other = SourceIdentity {
+            key: "raw/trips/b.csv".into(),
+            ..v1
+        };
+        assert!(!dlq.holds(&other).unwrap(), "another key");
     }
 
     #[test]

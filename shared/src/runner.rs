@@ -1105,16 +1105,10 @@ impl<S: Stage> Runner<S> {
                         AlreadyProcessed { stage }.emit(metrics);
                         return Ok(ObjectOutcome::AlreadyProcessed);
                     }
-                    ManifestState::DeadLettered
-                        if !redrive && m.code_version == cfg.code_version =>
-                    {
-                        if !m.clean {
-                            self.finish_cleanup(&ledger, &lineage, m, etag).await?;
-                        }
-                        tracing::info!(
-                            "already dead-lettered with this code version; not sending again"
-                        );
-                        return Ok(ObjectOutcome::AlreadyDeadLettered);
+                    // Whether its envelope still stands is the marker's to
+                    // say (below); the commit only owes its cleanup.
+                    ManifestState::DeadLettered if !m.clean => {
+                        self.finish_cleanup(&ledger, &lineage, m, etag).await?;
                     }
                     _ => {}
                 }

@@ -132,6 +132,7 @@ async fn a_dead_lettered_file_is_redriven_after_its_cause_is_fixed() {
     )
     .unwrap();
     assert_eq!(redrive["counts"]["new"], 1, "{redrive}");
+    assert_eq!(redrive["objects"][0]["dlq"], "deleted", "{redrive}");
     let m = ctx
         .wait_manifest("ingest", &ctx.dep.buckets.landing, &key, |_| true)
         .await
@@ -140,7 +141,9 @@ async fn a_dead_lettered_file_is_redriven_after_its_cause_is_fixed() {
     assert_eq!(m.counts.rows_quarantined, stats.bad);
     assert_eq!(m.code_version, "local");
 
-    // Done is done: nothing left to redrive, and replaying the key is a no-op.
+    // Done is done. The redriven message left the DLQ once its input
+    // settled (its manifest): the DLQ no longer holds it, so nothing is
+    // left to redrive, and replaying the key is a no-op.
     let again = cli_json(
         &[
             "replay", "dlq", "--stage", "ingest", "--since", &since, "--json",
@@ -148,8 +151,16 @@ async fn a_dead_lettered_file_is_redriven_after_its_cause_is_fixed() {
         0,
     )
     .unwrap();
-    // (Delivery is at least once: a duplicate envelope for the same failure
-    // may arrive late; it is found already processed and acknowledged.)
+    let left: Vec<&Value> = again["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["object"] == uri.as_str())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the settled message is still in the DLQ: {again}"
+    );
     assert_eq!(again["counts"]["new"], 0, "{again}");
     assert_eq!(again["counts"]["failed_again"], 0, "{again}");
     let (rc, empty, _) = cli(&["replay", "dlq", "--stage", "ingest", "--since", &since]).unwrap();
@@ -303,11 +314,35 @@ async fn a_raw_message_moved_by_sqs_redrive_is_replayed_and_backfill_changes_not
         .collect();
     assert_eq!(ours.len(), 1, "{redrive}");
     assert_eq!(ours[0]["outcome"], "new", "{redrive}");
+    assert_eq!(ours[0]["dlq"], "deleted", "{redrive}");
     let m = ctx
         .wait_manifest("ingest", &ctx.dep.buckets.landing, &key, |_| true)
         .await
         .unwrap();
     assert_eq!(m.counts.rows_in, stats.rows);
+    // Settled, so no longer in the DLQ.
+    let after = cli_json(
+        &[
+            "replay",
+            "dlq",
+            "--stage",
+            "ingest",
+            "--kind",
+            "retries_exhausted",
+            "--dry-run",
+            "--json",
+        ],
+        0,
+    )
+    .unwrap();
+    assert!(
+        !after["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["object"] == uri.as_str()),
+        "the settled raw message is still in the DLQ: {after}"
+    );
 
     // A backfill of the prefix finds it done.
     let backfill = cli_json(
