@@ -515,3 +515,101 @@ fn a_stale_dead_letter_marker_does_not_hide_an_input() {
     );
     assert_eq!(keys["counts"]["would_replay"], 1, "{keys}");
 }
+
+/// The keys under `dir/<bucket>` that are data (not bookkeeping).
+fn data_files(dir: &Path, bucket: &str) -> Vec<String> {
+    let root = dir.join(bucket);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel.starts_with("_sluice") || rel.starts_with('.') || rel.contains("/.") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if rel.ends_with(".parquet") || rel.ends_with(".profile.json") {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 10: a re-upload that no longer has rows for a day removed that
+/// day's validated file, but the curated file and the profile derived from
+/// it stayed (and curate dead-lettered `not_found` for the removed input).
+#[test]
+fn a_reupload_that_drops_a_partition_removes_it_downstream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let raw = dir.join("landing/raw/trips");
+    std::fs::create_dir_all(&raw).unwrap();
+    let file = raw.join("moving.csv");
+    let generate = |days: &str| {
+        let out = sluice(
+            &[
+                "generate",
+                "trips",
+                "--rows",
+                "600",
+                "--seed",
+                "9",
+                "--bad-ratio",
+                "0",
+                "--start",
+                "2024-05-01",
+                "--days",
+                days,
+                "--out",
+                file.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{out:?}");
+    };
+    generate("3");
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    let day = |files: &[String], dt: &str| files.iter().filter(|f| f.contains(dt)).count();
+    for bucket in ["validated", "curated", "profiles"] {
+        assert_eq!(
+            day(&data_files(dir, bucket), "dt=2024-05-03"),
+            1,
+            "{bucket} before"
+        );
+    }
+
+    generate("2");
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    for bucket in ["validated", "curated", "profiles"] {
+        let files = data_files(dir, bucket);
+        assert_eq!(
+            day(&files, "dt=2024-05-03"),
+            0,
+            "{bucket} keeps the dropped day: {files:?}"
+        );
+        assert_eq!(
+            files.len(),
+            2,
+            "{bucket}: exactly the new version's days: {files:?}"
+        );
+    }
+    for stage in ["ingest", "curate", "profile"] {
+        let dlq =
+            std::fs::read_to_string(dir.join(format!("dlq/{stage}.jsonl"))).unwrap_or_default();
+        assert!(dlq.trim().is_empty(), "{stage} DLQ: {dlq}");
+    }
+}
