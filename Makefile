@@ -44,11 +44,12 @@ hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS ke
 	bash scripts/test-hooks.sh
 
 .PHONY: unit
-unit: ## Unit and integration tests (no services needed)
-	$(CARGO) test --workspace --exclude sluice-e2e
+unit: ## Unit and integration tests (no services needed), then the simulation (200 seeds) with its figures
+	$(CARGO) test --workspace --exclude sluice-e2e --exclude sluice-sim
+	$(CARGO) test -p sluice-sim -- --nocapture
 
-# The simulation runs in `make unit` too (it is a workspace member, 200 seeds
-# by default); this is the long soak. SIM_STRICT=0 reports without failing.
+# `make unit` runs 200 seeds of the simulation and prints its summary line;
+# this is the long soak. SIM_STRICT=0 reports without failing.
 SEEDS ?= 100000
 .PHONY: sim
 sim: ## Deterministic simulation soak: SEEDS seeds (default 100000) of faults, crashes and redelivery against the oracle
