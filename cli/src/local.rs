@@ -302,6 +302,17 @@ impl LocalPipeline {
         Ok(report)
     }
 
+    /// `sluice retract`: remove what `stage` derived from an input key (no
+    /// cascade: the removals wait in [`LocalPipeline::cascade`]'s buffer).
+    pub async fn retract(&self, stage: &str, bucket: &str, key: &str) -> anyhow::Result<usize> {
+        Ok(match stage {
+            "ingest" => self.ingest.retract_key(bucket, key).await?,
+            "curate" => self.curate.retract_key(bucket, key).await?,
+            "profile" => self.profile.retract_key(bucket, key).await?,
+            other => anyhow::bail!("unknown stage {other:?} (stages: {})", STAGES.join(", ")),
+        })
+    }
+
     /// The objects written since the last call (they would trigger stages).
     pub fn drain_events(&self) -> Vec<ObjectRef> {
         self.store.drain_events()

@@ -15,6 +15,7 @@ mod ghost;
 mod local;
 mod replay;
 mod report;
+mod retract;
 mod status;
 mod target;
 mod trace;
@@ -67,6 +68,8 @@ enum Command {
     Trace(trace::TraceArgs),
     /// Queue and DLQ depths, oldest message ages, last breach per stage.
     Status(status::StatusArgs),
+    /// Remove everything derived from landed keys, in every stage, and record it.
+    Retract(retract::RetractArgs),
     /// Measure ingest on one file (used by `make bench`).
     #[command(hide = true)]
     BenchIngest(bench::BenchArgs),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Report(args) => block_on(report::run(args)),
         Command::Trace(args) => block_on(trace::run(args)),
         Command::Status(args) => block_on(status::run(args)),
+        Command::Retract(args) => block_on(retract::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -613,3 +613,88 @@ fn a_reupload_that_drops_a_partition_removes_it_downstream() {
         assert!(dlq.trim().is_empty(), "{stage} DLQ: {dlq}");
     }
 }
+
+/// Invariant 5: deleting a landed object keeps what was derived from it;
+/// `sluice retract` removes it from every stage, idempotently, and a re-run
+/// does not bring it back.
+#[test]
+fn retract_removes_a_landed_key_from_every_stage_and_deleting_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let raw = dir.join("landing/raw/trips");
+    std::fs::create_dir_all(&raw).unwrap();
+    for (name, seed) in [("keep.csv", "3"), ("gone.csv", "4")] {
+        let out = sluice(
+            &[
+                "generate",
+                "trips",
+                "--rows",
+                "400",
+                "--seed",
+                seed,
+                "--start",
+                "2024-06-01",
+                "--days",
+                "2",
+                "--out",
+                raw.join(name).to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    let before: Vec<usize> = ["validated", "curated", "profiles"]
+        .iter()
+        .map(|b| data_files(dir, b).len())
+        .collect();
+    assert_eq!(before, vec![4, 4, 4], "two files over two days");
+
+    // Deleting the landed file keeps its downstream data.
+    let keep_copy = std::fs::read(raw.join("keep.csv")).unwrap();
+    std::fs::remove_file(raw.join("keep.csv")).unwrap();
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    for (i, b) in ["validated", "curated", "profiles"].iter().enumerate() {
+        assert_eq!(
+            data_files(dir, b).len(),
+            before[i],
+            "{b} after a landing deletion"
+        );
+    }
+    std::fs::write(raw.join("keep.csv"), keep_copy).unwrap();
+
+    let out = json(
+        &["retract", "raw/trips/gone.csv", "--local", d, "--json"],
+        &[],
+        0,
+    );
+    assert_eq!(
+        out["retracted"][0]["ingest_outputs_removed"], 2,
+        "two days: {out}"
+    );
+    for b in ["validated", "curated", "profiles"] {
+        assert_eq!(
+            data_files(dir, b).len(),
+            2,
+            "{b}: only keep.csv's days are left"
+        );
+    }
+    // Again: nothing left to remove; a re-run does not resurrect it.
+    let again = json(
+        &["retract", "raw/trips/gone.csv", "--local", d, "--json"],
+        &[],
+        0,
+    );
+    assert_eq!(
+        again["retracted"][0]["ingest_outputs_removed"], 0,
+        "{again}"
+    );
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    for b in ["validated", "curated", "profiles"] {
+        assert_eq!(data_files(dir, b).len(), 2, "{b} after a re-run");
+    }
+}

@@ -1105,6 +1105,13 @@ impl<S: Stage> Runner<S> {
                         AlreadyProcessed { stage }.emit(metrics);
                         return Ok(ObjectOutcome::AlreadyProcessed);
                     }
+                    // Retracted by `sluice retract`: not to come back by itself.
+                    ManifestState::Retracted if cfg.upstream.is_none() && !redrive => {
+                        return skip(format!(
+                            "{} was retracted (`sluice retract`); a new upload or a redrive ingests it again",
+                            obj.location()
+                        ));
+                    }
                     // Whether its envelope still stands is the marker's to
                     // say (below); the commit only owes its cleanup.
                     ManifestState::DeadLettered if !m.clean => {
@@ -1634,7 +1641,7 @@ impl<S: Stage> Runner<S> {
 
     /// Retract an input key: a `retracted` tombstone replaces its manifest,
     /// then every output any version derived from it is removed.
-    pub async fn retract(&self, obj: &ObjectRef, ledger: &Ledger) -> Result<usize> {
+    async fn retract(&self, obj: &ObjectRef, ledger: &Ledger) -> Result<usize> {
         let cfg = &self.rt.config;
         let key_only = SourceIdentity::of_key(&obj.bucket, &obj.key);
         let before = ledger.read(&key_only).await?;
@@ -1671,6 +1678,17 @@ impl<S: Stage> Runner<S> {
         };
         self.swap_state(obj, ledger, &lineage, manifest).await?;
         Ok(owed.max(claims))
+    }
+
+    /// `sluice retract`: remove everything this stage derived from an input
+    /// key, whatever its versions, and record it as a `retracted` manifest.
+    /// The removals reach the next stage as deletions, which retracts in
+    /// turn. Idempotent. A later event for the same content is skipped
+    /// (a new upload, or a redrive, processes it again). Returns how many
+    /// outputs were owed.
+    pub async fn retract_key(&self, bucket: &str, key: &str) -> Result<usize> {
+        let obj = ObjectRef::removal(bucket, key);
+        self.retract(&obj, &self.ledger()).await
     }
 
     /// Answer a Lambda invocation: a batch response for SQS; for a direct
