@@ -937,6 +937,26 @@ impl<S: Stage> Runner<S> {
         self.rt.dlq.send(&env).await
     }
 
+    /// An event this stage does not act on, logged and counted.
+    fn skipped(&self, reason: String) -> ObjectOutcome {
+        EventSkipped {
+            stage: self.stage.name(),
+            reason: &reason,
+        }
+        .emit(self.rt.metrics.as_ref());
+        ObjectOutcome::Skipped(reason)
+    }
+
+    /// An event for a version that is no longer (or never was) the one to act on.
+    fn stale(&self, reason: String) -> ObjectOutcome {
+        StaleEventIgnored {
+            stage: self.stage.name(),
+            reason: &reason,
+        }
+        .emit(self.rt.metrics.as_ref());
+        ObjectOutcome::Stale(reason)
+    }
+
     /// The ledger of this stage: manifests and claims under its output.
     fn ledger(&self) -> Ledger {
         let cfg = &self.rt.config;
@@ -963,22 +983,8 @@ impl<S: Stage> Runner<S> {
         let cfg = &self.rt.config;
         let stage = self.stage.name();
         let metrics = self.rt.metrics.as_ref();
-        let skip = |reason: String| {
-            EventSkipped {
-                stage,
-                reason: &reason,
-            }
-            .emit(metrics);
-            Ok(ObjectOutcome::Skipped(reason))
-        };
-        let stale = |reason: String| {
-            StaleEventIgnored {
-                stage,
-                reason: &reason,
-            }
-            .emit(metrics);
-            Ok(ObjectOutcome::Stale(reason))
-        };
+        let skip = |reason: String| Ok(self.skipped(reason));
+        let stale = |reason: String| Ok(self.stale(reason));
         if !cfg.input.contains(&obj.bucket, &obj.key) {
             return skip(format!(
                 "{} is outside this stage's input {}",
@@ -1324,16 +1330,7 @@ impl<S: Stage> Runner<S> {
     {
         Box::pin(async move {
             let cfg = &self.rt.config;
-            let stage = self.stage.name();
-            let metrics = self.rt.metrics.as_ref();
-            let skip = |reason: String| {
-                EventSkipped {
-                    stage,
-                    reason: &reason,
-                }
-                .emit(metrics);
-                Ok(ObjectOutcome::Skipped(reason))
-            };
+            let skip = |reason: String| Ok(self.skipped(reason));
             if obj.is_removal() {
                 return skip(format!(
                     "{} (an upstream manifest) was removed",
@@ -1611,28 +1608,14 @@ impl<S: Stage> Runner<S> {
     /// this input (a newer version replaced it, or a retraction): retract
     /// everything derived from it. A landed object's removal retracts nothing.
     async fn process_removal(&self, obj: &ObjectRef, ledger: &Ledger) -> Result<ObjectOutcome> {
-        let cfg = &self.rt.config;
-        let stage = self.stage.name();
-        if cfg.upstream.is_none() {
-            let reason = format!(
+        if self.rt.config.upstream.is_none() {
+            return Ok(self.skipped(format!(
                 "{} was removed; what was derived from it is kept (`sluice retract` removes it)",
                 obj.location()
-            );
-            EventSkipped {
-                stage,
-                reason: &reason,
-            }
-            .emit(self.rt.metrics.as_ref());
-            return Ok(ObjectOutcome::Skipped(reason));
+            )));
         }
         if self.current(obj).await?.is_some() {
-            let reason = format!("{} exists again since its removal", obj.location());
-            StaleEventIgnored {
-                stage,
-                reason: &reason,
-            }
-            .emit(self.rt.metrics.as_ref());
-            return Ok(ObjectOutcome::Stale(reason));
+            return Ok(self.stale(format!("{} exists again since its removal", obj.location())));
         }
         let removed = self.retract(obj, ledger).await?;
         tracing::info!(removed, "retracted what was derived from a removed input");
