@@ -6,9 +6,12 @@ use std::path::Path;
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts");
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    // A missing folder is a build error, never an empty registry (which
+    // would make every file at run time "no contract for dataset ...").
+    let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(e) => panic!("cannot read the contracts folder {}: {e}", dir.display()),
+    };
     files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
     files.sort();
     let mut out = String::from("/// (file name, contents) of every embedded contract.\npub static CONTRACTS: &[(&str, &str)] = &[\n");
