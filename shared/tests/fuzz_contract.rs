@@ -825,7 +825,7 @@ fn tomlish() -> impl Strategy<Value = String> {
 // ---- the properties ---------------------------------------------------------
 
 proptest! {
-    #![proptest_config(fuzz_config(512))]
+    #![proptest_config(fuzz_config(2000))]
 
     #[test]
     fn load_mutated_contracts(

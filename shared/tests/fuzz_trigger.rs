@@ -650,7 +650,7 @@ fn mutated(doc: &Value, edits: &[(usize, Op)]) -> Value {
 // ---- the properties ---------------------------------------------------------
 
 proptest! {
-    #![proptest_config(fuzz_config(512))]
+    #![proptest_config(fuzz_config(2000))]
 
     #[test]
     fn decode_arbitrary_json(payload in any_json()) {
