@@ -44,7 +44,7 @@ hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS ke
 	bash scripts/test-hooks.sh
 
 .PHONY: unit
-unit: ## Unit and integration tests (no services needed), then the simulation (200 seeds) with its figures
+unit: ## Unit and integration tests (no services needed; the fuzz properties at small case counts), then the simulation (200 seeds) with its figures
 	$(CARGO) test --workspace --exclude sluice-e2e --exclude sluice-sim
 	$(CARGO) test -p sluice-sim -- --nocapture
 
@@ -54,6 +54,19 @@ SEEDS ?= 100000
 .PHONY: sim
 sim: ## Deterministic simulation soak: SEEDS seeds (default 100000) of faults, crashes and redelivery against the oracle
 	SIM_SEEDS=$(SEEDS) $(CARGO) test -p sluice-sim --test sim -- simulate --nocapture
+
+# `make unit` runs the property tests (*/tests/fuzz_*.rs) with small case
+# counts and a fixed seed; this is the long run, with a new seed each time
+# (printed, so that a failure can be repeated with FUZZ_SEED=...).
+FUZZ_CASES ?= 20000
+FUZZ_SEED ?=
+.PHONY: fuzz
+fuzz: ## Property-based fuzzing (proptest) of trigger, key, contract and CSV/JSONL row decoding: FUZZ_CASES (default 20000) cases per property, FUZZ_SEED (default: random, printed)
+	@seed="$(FUZZ_SEED)"; seed="$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"; \
+	echo "fuzz: $(FUZZ_CASES) cases per property, seed $$seed (repeat with: make fuzz FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$$seed)"; \
+	export SLUICE_FUZZ_CASES=$(FUZZ_CASES) SLUICE_FUZZ_SEED=$$seed; \
+	$(CARGO) test -p sluice --test fuzz_trigger --test fuzz_contract; \
+	$(CARGO) test -p sluice-ingest --test fuzz_rows
 
 .PHONY: report-check
 report-check: ## Write `sluice report` of a generated local run and check it in headless Chromium (installed if missing)

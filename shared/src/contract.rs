@@ -509,13 +509,22 @@ impl Contract {
         }
         for (col, (lo, hi)) in &q.mean_range {
             let i = index("quality.mean_range", col)?;
-            if lo > hi || matches!(fields[i].ty, FieldType::String | FieldType::Bool) {
+            // Not `lo > hi`: that holds for no NaN bound, which must be refused too.
+            let ordered = lo.partial_cmp(hi).is_some_and(|o| o.is_le());
+            if !ordered || matches!(fields[i].ty, FieldType::String | FieldType::Bool) {
                 return Err(bad(
                     source,
                     &format!("quality.mean_range.{col}"),
                     "needs a numeric field and low <= high",
                 ));
             }
+        }
+        if q.volume_tolerance.is_nan() || q.volume_tolerance < 0.0 {
+            return Err(bad(
+                source,
+                "quality.volume_tolerance",
+                format!("{} is not a number >= 0", q.volume_tolerance),
+            ));
         }
         if !(0.0..=1.0).contains(&q.max_quarantine_ratio) {
             return Err(bad(

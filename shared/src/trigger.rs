@@ -279,9 +279,11 @@ fn s3_record(
             .key
             .as_deref()
             .ok_or_else(|| invalid("S3 record without object key", whole, None))?;
+    let key = decode_key(raw_key)?;
+    non_empty_location(&bucket, &key, "S3 record", whole)?;
     Ok(Some(ObjectRef {
         bucket,
-        key: decode_key(raw_key)?,
+        key,
         version_id: non_empty(r.s3.object.version_id),
         etag: non_empty(r.s3.object.e_tag).map(|e| strip_quotes(&e)),
         size: r.s3.object.size.and_then(|s| u64::try_from(s).ok()),
@@ -341,9 +343,11 @@ fn decode_eventbridge(v: &Value, skipped: &mut Vec<String>) -> Result<Vec<Object
             Some(e),
         )
     })?;
+    let key = decode_key(&detail.object.key)?;
+    non_empty_location(&detail.bucket.name, &key, "EventBridge S3 event", v)?;
     Ok(vec![ObjectRef {
         bucket: detail.bucket.name,
-        key: decode_key(&detail.object.key)?,
+        key,
         version_id: non_empty(detail.object.version_id),
         etag: non_empty(detail.object.etag).map(|e| strip_quotes(&e)),
         size: detail.object.size,
@@ -423,6 +427,26 @@ pub fn s3_notification(objects: &[ObjectRef]) -> Value {
         })
         .collect();
     serde_json::json!({ "Records": records })
+}
+
+/// No S3 object has an empty bucket name or key: an event naming one is
+/// malformed, and rejected here rather than failing later in a store call.
+fn non_empty_location(bucket: &str, key: &str, what: &str, whole: &Value) -> Result<()> {
+    if bucket.is_empty() {
+        return Err(invalid(
+            &format!("{what} with an empty bucket name"),
+            whole,
+            None,
+        ));
+    }
+    if key.is_empty() {
+        return Err(invalid(
+            &format!("{what} with an empty object key"),
+            whole,
+            None,
+        ));
+    }
+    Ok(())
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {

@@ -850,7 +850,13 @@ impl Pipeline {
                 sink.reject(line_no, raw, &[self.over_limit_reason()], true)?;
                 continue;
             }
-            let text = lines.text().trim_ascii();
+            let mut text = lines.text();
+            if line_no == 1 {
+                // A UTF-8 byte order mark (Windows tools write one) is not
+                // part of the first object, as it is not of a CSV header.
+                text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+            }
+            let text = text.trim_ascii();
             if text.is_empty() {
                 continue;
             }
