@@ -209,7 +209,8 @@ pub async fn volume_check(
     if candidates.len() < q.volume_window {
         candidates = earlier(store.list(bucket, &series).await?);
     }
-    let mut counts = Vec::with_capacity(q.volume_window);
+    // Bounded by what is there: a contract may set any window.
+    let mut counts = Vec::with_capacity(q.volume_window.min(candidates.len()));
     for (_, key) in candidates {
         if counts.len() == q.volume_window {
             break;
