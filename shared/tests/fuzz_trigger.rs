@@ -151,7 +151,7 @@ const WORDS: &[&str] = &[
     "",
     "null",
     "\"abc\"",
-    "0055AED6DCD90281E5",
+    "0055AED6DCD90281E5", // pragma: allowlist secret
     "raw/trips/a.csv",
     "raw/trips/dt%3D2024-01-15/yellow+trip%2Bdata+%26+more+100%25+%C3%A9.csv",
     "bad%FFkey",
@@ -272,9 +272,9 @@ fn s3_record() -> BoxedStrategy<Value> {
     let obj = object(vec![
         field("key", raw_key()),
         field("size", size()),
-        field("eTag", s("\"9b2cf535f27731c974343645a3985328\"")),
+        field("eTag", s("\"9b2cf535f27731c974343645a3985328\"")), // pragma: allowlist secret
         field("versionId", s("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY")),
-        field("sequencer", s("0055AED6DCD90281E5")),
+        field("sequencer", s("0055AED6DCD90281E5")), // pragma: allowlist secret
     ]);
     let s3 = object(vec![
         field("s3SchemaVersion", s("1.0")),
@@ -332,9 +332,9 @@ fn eventbridge() -> BoxedStrategy<Value> {
             object(vec![
                 field("key", raw_key()),
                 field("size", size()),
-                field("etag", s("b1946ac92492d2347c6235b4d2611184")),
+                field("etag", s("b1946ac92492d2347c6235b4d2611184")), // pragma: allowlist secret
                 field("version-id", s("v1")),
-                field("sequencer", s("0062E99A88DC407460")),
+                field("sequencer", s("0062E99A88DC407460")), // pragma: allowlist secret
             ]),
         ),
         field("reason", s("PutObject")),
@@ -419,7 +419,7 @@ fn sqs_batch(inner: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
         ),
         field(
             "SentTimestamp",
-            one_of(&["1705312800000", "", "9999999999999999999"]),
+            one_of(&["1705312800000", "", "9999999999999999999"]), // pragma: allowlist secret
         ),
         field(
             "ApproximateFirstReceiveTimestamp",
@@ -437,7 +437,7 @@ fn sqs_batch(inner: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
         field("body", embedded(inner)),
         field("attributes", attributes),
         field("messageAttributes", message_attributes),
-        field("md5OfBody", s("e4e68fb7bd0e697a0ae8f1bb342846b3")),
+        field("md5OfBody", s("e4e68fb7bd0e697a0ae8f1bb342846b3")), // pragma: allowlist secret
         field("eventSource", s("aws:sqs")),
         field("eventSourceARN", s("arn:aws:sqs:us-east-1:123456789012:q")),
         field("awsRegion", s("us-east-1")),
