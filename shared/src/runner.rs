@@ -158,6 +158,19 @@ fn yes() -> bool {
     true
 }
 
+impl Manifest {
+    /// The lineage of the commit this manifest records, for rewriting it.
+    pub fn lineage(&self) -> Lineage {
+        Lineage {
+            source: self.source.clone(),
+            stage: self.stage.clone(),
+            code_version: self.code_version.clone(),
+            correlation_id: self.correlation_id.clone(),
+            origin_time: self.origin_time,
+        }
+    }
+}
+
 /// Where the manifest of an input lives for a stage.
 pub fn manifest_key(config: &Config, source: &SourceIdentity) -> String {
     manifest_key_in(&config.output.prefix, &config.stage, source)
@@ -1020,17 +1033,22 @@ impl<S: Stage> Runner<S> {
             let event_source = SourceIdentity::from_event(obj, None);
             if event_source.etag.is_some() || event_source.version_id.is_some() {
                 let committed = match ledger.read(&event_source).await? {
-                    Some((m, _))
+                    Some((m, etag))
                         if m.source.same_content(&event_source)
                             && m.state == ManifestState::Committed =>
                     {
-                        Some(m)
+                        Some((m, etag))
                     }
                     _ => None,
                 };
-                if committed.is_some() {
+                if let Some((m, etag)) = committed {
                     // A late duplicate of a version committed before its
-                    // input was deleted: done, not lost.
+                    // input was deleted: done, not lost. No newer version
+                    // will take over the cleanup this commit owes.
+                    if !m.clean {
+                        let lineage = m.lineage();
+                        self.finish_cleanup(&ledger, &lineage, m, etag).await?;
+                    }
                     AlreadyProcessed { stage }.emit(metrics);
                     return Ok(ObjectOutcome::AlreadyProcessed);
                 }
@@ -1258,7 +1276,17 @@ impl<S: Stage> Runner<S> {
             .filter(|c| c.tag == tag)
             .map(|c| &c.output)
             .collect();
-        ledger.remove(owned, keep).await
+        if owned.is_empty() {
+            return Ok(0);
+        }
+        // A duplicate of the committed version shares its keys: what the
+        // manifest lists is the commit's, whichever delivery wrote it, and
+        // only the commit that replaces it may remove it.
+        let mut keep = keep.clone();
+        if let Some((m, _)) = ledger.read(version).await? {
+            keep.extend(m.outputs);
+        }
+        ledger.remove(owned, &keep).await
     }
 
     /// Check the upstream commit of `input`: later stages act only on
@@ -1414,12 +1442,17 @@ impl<S: Stage> Runner<S> {
                 });
             }
             let expected = match &existing {
-                Some((m, _))
+                Some((m, etag))
                     if m.state == ManifestState::Committed
                         && m.source.same_content(&lineage.source) =>
                 {
-                    // A duplicate delivery of this version committed first;
-                    // its outputs are these outputs.
+                    // A duplicate delivery of this version committed first
+                    // (or this one did, and the answer was lost); its
+                    // outputs are these outputs, its cleanup ours to finish.
+                    if !m.clean {
+                        self.finish_cleanup(ledger, lineage, m.clone(), etag.clone())
+                            .await?;
+                    }
                     return Ok(Committed::Duplicate);
                 }
                 Some((m, etag)) => {
@@ -1480,12 +1513,18 @@ impl<S: Stage> Runner<S> {
         let still_current = match manifest.state {
             // A retraction owns everything of every version of its input.
             ManifestState::Retracted => true,
-            _ => self
-                .rt
-                .store
-                .head(&source.bucket, &source.key)
-                .await?
-                .is_some_and(|now| source.etag.as_deref() == Some(now.etag.as_str())),
+            _ => match self.rt.store.head(&source.bucket, &source.key).await? {
+                Some(now) => source.etag.as_deref() == Some(now.etag.as_str()),
+                // Deleted: the commit stands (invariant 5) and no newer
+                // version will replace it, so the cleanup stays ours as
+                // long as the manifest is still this one. A version that
+                // landed after it and was deleted before committing cannot
+                // commit any more: what it claimed is removable.
+                None => ledger
+                    .read(source)
+                    .await?
+                    .is_some_and(|(_, now)| now == etag),
+            },
         };
         if !still_current {
             // A newer version has landed; its commit owes the cleanup now.

@@ -898,3 +898,57 @@ async fn a_direct_invocation_with_deferred_objects_fails_so_lambda_retries_it() 
         .unwrap();
     assert_eq!(ok, json!({"already_processed": 1, "processed": 1}));
 }
+
+/// Sim seed 625: a duplicate delivery of the committed version that finds a
+/// newer (not yet committed) version landed must not sweep the outputs it
+/// shares with the commit; the landing object is then deleted, so nothing
+/// ever replaces the commit.
+#[tokio::test]
+async fn a_stale_duplicate_of_the_committed_version_keeps_the_commits_outputs() {
+    let h = harness();
+    let v1 = h.land("raw/p.txt", "a\nb").await;
+    // v1 commits, but dropping its claims fails, so they are still there.
+    h.store.inject_transient_failures("delete", 1000);
+    let r = h.invoke(s3_notification(std::slice::from_ref(&v1))).await;
+    assert!(matches!(r.outcomes[0].1, ObjectOutcome::Failed(_)), "{r:?}");
+    h.store.inject_transient_failures("delete", 0);
+    let committed = h.data().await;
+    assert_eq!(committed.len(), 1, "{committed:?}");
+    // v2 lands but its event is delayed; the late duplicate of v1 arrives.
+    h.land("raw/p.txt", "c").await;
+    let r = h.invoke(s3_notification(std::slice::from_ref(&v1))).await;
+    assert!(matches!(r.outcomes[0].1, ObjectOutcome::Stale(_)), "{r:?}");
+    // The landing object is deleted before v2 is processed: v1's commit
+    // stands, and so must every output it lists.
+    h.store.delete("landing", "raw/p.txt").await.unwrap();
+    let m = h.manifest(&v1).await;
+    assert_eq!(m.state, sluice::commit::ManifestState::Committed);
+    assert_eq!(h.data().await, committed, "the commit lists {:?}", m.outputs);
+}
+
+/// Sim seed 247: a commit whose cleanup was interrupted and whose input was
+/// then deleted still owes that cleanup: no newer version will ever take it
+/// over, so the redelivery must finish it.
+#[tokio::test]
+async fn a_commit_whose_input_is_deleted_before_its_cleanup_still_cleans_up() {
+    let h = harness();
+    let v1 = h.land("raw/q.txt", "one").await;
+    h.invoke(s3_notification(&[v1])).await;
+    let v2 = h.land("raw/q.txt", "two").await;
+    let ev2 = s3_notification(std::slice::from_ref(&v2));
+    h.store.inject_transient_failures("delete", 1000);
+    let r = h.invoke(ev2.clone()).await;
+    assert!(matches!(r.outcomes[0].1, ObjectOutcome::Failed(_)), "{r:?}");
+    assert!(!h.manifest(&v2).await.clean);
+    h.store.inject_transient_failures("delete", 0);
+    h.store.delete("landing", "raw/q.txt").await.unwrap();
+    let r = h.invoke(ev2).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+        "{r:?}"
+    );
+    let data = h.data().await;
+    assert_eq!(data.len(), 1, "only v2's output may remain: {data:?}");
+    assert_eq!(data[0].1, "TWO");
+    assert!(h.manifest(&v2).await.clean);
+}
