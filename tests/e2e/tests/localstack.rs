@@ -376,6 +376,7 @@ async fn corrupt_file_lands_in_the_dlq_and_nothing_else_is_written() {
         etag: None,
         version_id: None,
         sequencer: None,
+        generation: 0,
     }
     .object_id();
     let (vb, _) = split_uri(&ctx.dep.stage("ingest").output).unwrap();
