@@ -19,7 +19,7 @@ use sluice::runner::{
 };
 use sluice::store::{LocalStore, NotifyingStore, ObjectStore, ObjectStoreExt};
 use sluice::telemetry::NoMetrics;
-use sluice::trigger::{s3_notification, ObjectRef};
+use sluice::trigger::{s3_notification, ObjectRef, Replay};
 use sluice::{Runner, Runtime};
 use sluice_curate::Curate;
 use sluice_ingest::Ingest;
@@ -289,14 +289,20 @@ impl LocalPipeline {
         Ok((!held).then_some((bucket, key)))
     }
 
-    /// Invoke one stage as an explicit redrive (`sluice replay`): what was
-    /// dead-lettered with this code version is tried again. No cascade: the
+    /// Invoke one stage as an explicit redrive or rebuild (`sluice replay`,
+    /// `--reprocess`): what was dead-lettered with this code version is
+    /// tried again; a rebuild replaces what was committed. No cascade: the
     /// outputs wait in [`LocalPipeline::cascade`]'s event buffer.
-    pub async fn redrive(&self, stage: &str, payload: &Value) -> anyhow::Result<InvocationReport> {
+    pub async fn replay(
+        &self,
+        stage: &str,
+        payload: &Value,
+        replay: Replay,
+    ) -> anyhow::Result<InvocationReport> {
         let report = match stage {
-            "ingest" => self.ingest.handle_redrive(payload, None).await?,
-            "curate" => self.curate.handle_redrive(payload, None).await?,
-            "profile" => self.profile.handle_redrive(payload, None).await?,
+            "ingest" => self.ingest.handle_replay(payload, None, replay).await?,
+            "curate" => self.curate.handle_replay(payload, None, replay).await?,
+            "profile" => self.profile.handle_replay(payload, None, replay).await?,
             other => anyhow::bail!("unknown stage {other:?} (stages: {})", STAGES.join(", ")),
         };
         Ok(report)

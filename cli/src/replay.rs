@@ -34,7 +34,9 @@ use sluice::dlq::Envelope;
 use sluice::lineage::SourceIdentity;
 use sluice::runner::{dead_letter_marker_key_in, is_internal_key, ObjectOutcome};
 use sluice::store::{ObjectMeta, ObjectStoreExt};
-use sluice::trigger::{self, s3_notification, ObjectRef, REDRIVE_ATTRIBUTE};
+use sluice::trigger::{
+    self, s3_notification, ObjectRef, Replay, REDRIVE_ATTRIBUTE, REPROCESS_ATTRIBUTE,
+};
 
 use crate::target::{DeadLetter, DlqEntry, StagePlaces, Target, TargetArgs};
 
@@ -68,6 +70,8 @@ enum What {
     Keys {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        rebuild: Rebuild,
         /// The objects.
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
@@ -76,10 +80,24 @@ enum What {
     Backfill {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        rebuild: Rebuild,
         /// s3://bucket/prefix to list (must be under the stage's input).
         #[arg(long, value_name = "S3_URI")]
         prefix: Option<String>,
     },
+}
+
+/// `--reprocess`, for `keys` and `backfill`.
+#[derive(Debug, clap::Args)]
+struct Rebuild {
+    /// Rebuild what is already processed (after a logic fix): the current
+    /// version of each object is processed again as a new generation,
+    /// through the same commit protocol; its outputs replace the old ones
+    /// (written beside them, under keys ending `-r<generation>`), and the
+    /// following stages pick up the change as they do a new upload.
+    #[arg(long)]
+    reprocess: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -235,10 +253,23 @@ impl Item {
 
 /// Run `sluice replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let (common, title) = match &args.what {
-        What::Dlq { common, .. } => (common, "DLQ redrive"),
-        What::Keys { common, .. } => (common, "replay of keys"),
-        What::Backfill { common, .. } => (common, "backfill"),
+    let (common, title, reprocess) = match &args.what {
+        What::Dlq { common, .. } => (common, "DLQ redrive", false),
+        What::Keys {
+            common, rebuild, ..
+        } => (common, "replay of keys", rebuild.reprocess),
+        What::Backfill {
+            common, rebuild, ..
+        } => (common, "backfill", rebuild.reprocess),
+    };
+    // One generation for the whole command, later than any before it: a
+    // rebuild replaces what an earlier one committed, never the reverse.
+    let replay = if reprocess {
+        let generation = u64::try_from(Utc::now().timestamp_millis())
+            .context("the clock is before 1970: no generation to stamp")?;
+        Replay::reprocess(generation)
+    } else {
+        Replay::redrive()
     };
     let target = Target::open(&common.target).await?;
     let places = target.stage(&common.stage)?;
@@ -330,7 +361,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for item in items.iter_mut() {
         progress.set_message(item.label.clone());
         if item.outcome.is_none() {
-            if let Some(done) = precheck(&target, &places, item).await? {
+            if let Some(done) = precheck(&target, &places, item, replay).await? {
                 item.outcome = Some(done);
             } else if common.dry_run {
                 item.outcome = Some(Outcome::WouldReplay);
@@ -339,7 +370,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     l.tick().await;
                 }
                 item.sent_at = Some(Utc::now());
-                item.outcome = deliver(&target, &common.stage, item, &mut local_outputs).await?;
+                item.outcome =
+                    deliver(&target, &common.stage, item, replay, &mut local_outputs).await?;
             }
         }
         progress.inc(1);
@@ -352,6 +384,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 &target,
                 &places,
                 &mut items,
+                replay,
                 Duration::from_secs(common.wait),
             )
             .await?;
@@ -501,10 +534,14 @@ fn object_of(m: &ObjectMeta) -> ObjectRef {
 
 /// What the stage's manifest says of the item's object version, if it is
 /// already settled: done, or superseded by a newer version.
+/// What is known of an item before (and, on a deployment, after) it is
+/// sent: already committed (for a rebuild: as its generation or a later
+/// one), stale, or worth sending (`None`).
 async fn precheck(
     target: &Target,
     places: &StagePlaces,
     item: &Item,
+    replay: Replay,
 ) -> anyhow::Result<Option<Outcome>> {
     let Some(source) = item
         .object
@@ -528,7 +565,10 @@ async fn precheck(
         .await
         .with_context(|| format!("checking the manifest of {}", item.label))?;
     if let Some((m, _)) = &manifest {
-        if m.state == sluice::commit::ManifestState::Committed && m.source.same_content(&source) {
+        if m.state == sluice::commit::ManifestState::Committed
+            && m.source.same_content(&source)
+            && m.source.generation >= replay.reprocess.unwrap_or(0)
+        {
             return Ok(Some(Outcome::Already));
         }
     }
@@ -556,11 +596,12 @@ async fn deliver(
     target: &Target,
     stage: &str,
     item: &Item,
+    replay: Replay,
     local_outputs: &mut VecDeque<ObjectRef>,
 ) -> anyhow::Result<Option<Outcome>> {
     match target {
         Target::Local(l) => {
-            let report = l.pipeline.redrive(stage, &item.payload).await?;
+            let report = l.pipeline.replay(stage, &item.payload, replay).await?;
             // One object per item: its outcome is the item's.
             let outcome = match report.outcomes.first().map(|(_, o)| o) {
                 Some(ObjectOutcome::Processed { .. }) => Outcome::New,
@@ -594,12 +635,21 @@ async fn deliver(
                 .string_value("sluice replay")
                 .build()
                 .context("building the redrive attribute")?;
-            a.sqs
+            let mut send = a
+                .sqs
                 .send_message()
                 .queue_url(url)
                 .message_body(item.payload.to_string())
-                .message_attributes(REDRIVE_ATTRIBUTE, attr)
-                .send()
+                .message_attributes(REDRIVE_ATTRIBUTE, attr);
+            if let Some(generation) = replay.reprocess {
+                let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value(generation.to_string())
+                    .build()
+                    .context("building the reprocess attribute")?;
+                send = send.message_attributes(REPROCESS_ATTRIBUTE, attr);
+            }
+            send.send()
                 .await
                 .with_context(|| format!("sending {} to {url}", item.label))?;
             Ok(if item.object.is_some() {
@@ -617,6 +667,7 @@ async fn await_results(
     target: &Target,
     places: &StagePlaces,
     items: &mut [Item],
+    replay: Replay,
     wait: Duration,
 ) -> anyhow::Result<()> {
     let store = target.store();
@@ -626,7 +677,7 @@ async fn await_results(
         for item in items.iter_mut().filter(|i| i.outcome.is_none()) {
             let Some(obj) = &item.object else { continue };
             let source = SourceIdentity::from_event(obj, None);
-            match precheck(target, places, item).await? {
+            match precheck(target, places, item, replay).await? {
                 Some(Outcome::Already) => item.outcome = Some(Outcome::New),
                 Some(o) => item.outcome = Some(o),
                 None => {
@@ -920,6 +971,7 @@ mod tests {
             etag: Some("e1".into()),
             version_id: Some("v1".into()),
             sequencer: Some("s1".into()),
+            generation: 0,
         };
         let e = Envelope::new("ingest", Some(source), &err, 1, None, None, json!({"x": 1}));
         let items = items_of_letter(&DeadLetter::Envelope(Box::new(e)), 3);

@@ -698,3 +698,147 @@ fn retract_removes_a_landed_key_from_every_stage_and_deleting_does_not() {
         assert_eq!(data_files(dir, b).len(), 2, "{b} after a re-run");
     }
 }
+
+/// Issue 10: `replay keys` and `backfill` answered "already processed", so
+/// nothing could rebuild outputs after a logic fix. `--reprocess` rebuilds
+/// the current version as a new generation through the commit protocol:
+/// every stage's outputs of that key are replaced (same rows, new keys), the
+/// old ones are gone, other keys are untouched, and a plain replay after it
+/// changes nothing.
+#[test]
+fn replay_reprocess_rebuilds_a_key_through_every_stage_and_leaves_no_old_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    let raw = dir.join("landing/raw/trips");
+    std::fs::create_dir_all(&raw).unwrap();
+    for (name, seed) in [("fix.csv", "5"), ("other.csv", "6")] {
+        let out = sluice(
+            &[
+                "generate",
+                "trips",
+                "--rows",
+                "300",
+                "--seed",
+                seed,
+                "--start",
+                "2024-07-01",
+                "--days",
+                "2",
+                "--out",
+                raw.join(name).to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    let buckets = ["validated", "curated", "profiles"];
+    let before: Vec<Vec<String>> = buckets.iter().map(|b| data_files(dir, b)).collect();
+    assert!(before.iter().all(|f| f.len() == 4), "{before:?}");
+
+    let plain = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--json",
+            "raw/trips/fix.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(plain["counts"]["already_processed"], 1, "{plain}");
+
+    let rebuilt = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--reprocess",
+            "--json",
+            "raw/trips/fix.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(rebuilt["counts"]["new"], 1, "{rebuilt}");
+    for (i, b) in buckets.iter().enumerate() {
+        let after = data_files(dir, b);
+        assert_eq!(after.len(), 4, "{b}: one file per day per key: {after:?}");
+        let fresh: Vec<&String> = after.iter().filter(|f| !before[i].contains(f)).collect();
+        assert_eq!(fresh.len(), 2, "{b}: fix.csv's two days rebuilt: {after:?}");
+        assert!(
+            fresh.iter().all(|f| f.contains("-r")),
+            "{b}: a rebuild's keys name its generation: {fresh:?}"
+        );
+    }
+    // The rebuild is committed: a plain replay, a re-run and a backfill
+    // change nothing.
+    let files: Vec<Vec<String>> = buckets.iter().map(|b| data_files(dir, b)).collect();
+    let again = json(
+        &[
+            "replay",
+            "keys",
+            "--stage",
+            "ingest",
+            "--local",
+            d,
+            "--json",
+            "raw/trips/fix.csv",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(again["counts"]["already_processed"], 1, "{again}");
+    let run = sluice(&["run", "--local", d], &[]);
+    assert!(run.status.success(), "{run:?}");
+    let backfill = json(
+        &[
+            "replay", "backfill", "--stage", "ingest", "--local", d, "--json",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(backfill["counts"]["already_processed"], 2, "{backfill}");
+    let now: Vec<Vec<String>> = buckets.iter().map(|b| data_files(dir, b)).collect();
+    assert_eq!(now, files);
+    // A rebuild of curate alone replaces curate's and profile's outputs.
+    let curate = json(
+        &[
+            "replay",
+            "backfill",
+            "--stage",
+            "curate",
+            "--local",
+            d,
+            "--reprocess",
+            "--json",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(curate["counts"]["new"], 4, "{curate}");
+    assert_eq!(data_files(dir, "validated"), files[0]);
+    for (i, b) in buckets.iter().enumerate().skip(1) {
+        let after = data_files(dir, b);
+        assert_eq!(after.len(), 4, "{b}: {after:?}");
+        assert!(
+            after.iter().all(|f| !files[i].contains(f)),
+            "{b}: every file rebuilt: {after:?} (before {:?})",
+            files[i]
+        );
+    }
+    for stage in ["ingest", "curate", "profile"] {
+        let dlq =
+            std::fs::read_to_string(dir.join(format!("dlq/{stage}.jsonl"))).unwrap_or_default();
+        assert!(dlq.trim().is_empty(), "{stage} DLQ: {dlq}");
+    }
+}

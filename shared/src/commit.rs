@@ -91,7 +91,8 @@ pub enum ManifestState {
 pub struct Claim {
     /// Where the claim itself is stored.
     pub key: String,
-    /// The content tag of the claiming version.
+    /// The claim tag of the claiming version and generation
+    /// ([`SourceIdentity::claim_tag`]).
     pub tag: String,
     /// The claimed output.
     pub output: OutputRef,
@@ -218,7 +219,7 @@ impl Ledger {
         let key = format!(
             "{}{}/{}.json",
             self.claims_prefix(source),
-            source.content_tag(),
+            source.claim_tag(),
             short_hash(&[output.bucket.as_bytes(), output.key.as_bytes()], 16)
         );
         let body = serde_json::to_vec(output).map_err(|e| {

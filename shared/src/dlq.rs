@@ -392,6 +392,7 @@ mod tests {
             etag: Some("e1".into()),
             version_id: None,
             sequencer: Some("01".into()),
+            generation: 0,
         };
         assert!(!dlq.holds(&v1).unwrap(), "a missing file holds nothing");
         let err = Error::invalid_input("s3://landing/raw/trips/a.csv", "bad");

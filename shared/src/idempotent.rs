@@ -231,6 +231,7 @@ mod tests {
                 etag: Some(etag.into()),
                 version_id: None,
                 sequencer: Some(seq.into()),
+                generation: 0,
             },
             None,
             None,

@@ -49,6 +49,28 @@ pub struct SourceIdentity {
     pub version_id: Option<String>,
     /// Sequencer of the input's creation event.
     pub sequencer: Option<String>,
+    /// Which rebuild of this version it is: 0 for its first processing,
+    /// then the generation `sluice replay --reprocess` stamped (a time in
+    /// milliseconds, so a later rebuild has a higher one). Outputs of a
+    /// rebuild carry it in their keys (`-r<generation>`), so no two
+    /// generations share an output key either.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A claim tag read back: the content tag and the generation.
+pub fn parse_claim_tag(tag: &str) -> (&str, u64) {
+    match tag.split_once('r') {
+        Some((content, g)) => match g.parse() {
+            Ok(g) => (content, g),
+            Err(_) => (tag, 0),
+        },
+        None => (tag, 0),
+    }
 }
 
 impl SourceIdentity {
@@ -61,6 +83,7 @@ impl SourceIdentity {
             etag: None,
             version_id: None,
             sequencer: None,
+            generation: 0,
         }
     }
 
@@ -75,6 +98,7 @@ impl SourceIdentity {
                 .clone()
                 .or_else(|| current.and_then(|m| m.version_id.clone())),
             sequencer: obj.sequencer.clone(),
+            generation: 0,
         }
     }
 
@@ -86,6 +110,7 @@ impl SourceIdentity {
             etag: m.get(keys::SOURCE_ETAG).cloned(),
             version_id: m.get(keys::SOURCE_VERSION).cloned(),
             sequencer: m.get(keys::SOURCE_SEQUENCER).cloned(),
+            generation: 0,
         })
     }
 
@@ -122,10 +147,50 @@ impl SourceIdentity {
         short_hash(&[self.content_version().as_bytes()], 12)
     }
 
-    /// `<object id>-<content tag>`: the stem of the output keys of this
-    /// version of the input.
+    /// `<object id>-<content tag>` (then `-r<generation>` for a rebuild):
+    /// the stem of the output keys of this version of the input.
     pub fn output_id(&self) -> String {
-        format!("{}-{}", self.object_id(), self.content_tag())
+        format!(
+            "{}-{}{}",
+            self.object_id(),
+            self.content_tag(),
+            self.generation_suffix()
+        )
+    }
+
+    /// `""`, or `-r<generation>` for a rebuild.
+    pub fn generation_suffix(&self) -> String {
+        match self.generation {
+            0 => String::new(),
+            g => format!("-r{g}"),
+        }
+    }
+
+    /// A key derived from another stage's output key, for this generation:
+    /// unchanged for a first processing, else with `-r<generation>` before
+    /// the first `.` of its file name (`a/b-1.parquet` → `a/b-1-r7.parquet`).
+    pub fn generation_key(&self, key: &str) -> String {
+        if self.generation == 0 {
+            return key.to_string();
+        }
+        let name_at = key.rfind('/').map_or(0, |i| i + 1);
+        let dot = key[name_at..].find('.').map_or(key.len(), |i| name_at + i);
+        format!("{}{}{}", &key[..dot], self.generation_suffix(), &key[dot..])
+    }
+
+    /// The tag a version's claims are filed under: the content tag, then
+    /// `r<generation>` for a rebuild ([`parse_claim_tag`] reads it back).
+    pub fn claim_tag(&self) -> String {
+        match self.generation {
+            0 => self.content_tag(),
+            g => format!("{}r{g}", self.content_tag()),
+        }
+    }
+
+    /// Whether `other` is the same content *and* the same generation: the
+    /// same commit, whichever delivery made it.
+    pub fn same_commit(&self, other: &SourceIdentity) -> bool {
+        self.same_content(other) && self.generation == other.generation
     }
 
     /// Whether `other` is the same content of the same key (a duplicate
@@ -334,7 +399,47 @@ mod tests {
             etag: Some(etag.into()),
             version_id: None,
             sequencer: seq.map(str::to_string),
+            generation: 0,
         }
+    }
+
+    #[test]
+    fn a_rebuild_names_its_outputs_and_claims_by_its_generation() {
+        let first = src("e1", None);
+        let rebuild = SourceIdentity {
+            generation: 1764590000123,
+            ..first.clone()
+        };
+        assert_eq!(
+            rebuild.output_id(),
+            format!("{}-r1764590000123", first.output_id())
+        );
+        assert!(first.same_content(&rebuild) && !first.same_commit(&rebuild));
+        assert_eq!(
+            first.generation_key("t/v1/dt=x/a-b.parquet"),
+            "t/v1/dt=x/a-b.parquet"
+        );
+        assert_eq!(
+            rebuild.generation_key("t/v1/dt=x/a-b.parquet"),
+            "t/v1/dt=x/a-b-r1764590000123.parquet"
+        );
+        assert_eq!(
+            rebuild.generation_key("t/v1/a.b/x.profile.json"),
+            "t/v1/a.b/x-r1764590000123.profile.json"
+        );
+        assert_eq!(rebuild.generation_key("noext"), "noext-r1764590000123");
+        for s in [&first, &rebuild] {
+            let tag = s.claim_tag();
+            assert_eq!(
+                parse_claim_tag(&tag),
+                (s.content_tag().as_str(), s.generation)
+            );
+        }
+        // A generation of 0 is not written, so older manifests read the same.
+        let json = serde_json::to_value(&first).unwrap();
+        assert!(json.get("generation").is_none(), "{json}");
+        let back: SourceIdentity = serde_json::from_value(json).unwrap();
+        assert_eq!(back, first);
     }
 
     #[test]

@@ -23,12 +23,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::commit::{Ledger, ManifestState, Swap};
+use crate::commit::{Claim, Ledger, ManifestState, Swap};
 use crate::config::{Config, Sink, StoreKind};
 use crate::dlq::{DeadLetterSink, Envelope, FileDeadLetter, SqsDeadLetter};
 use crate::error::{disposition, Disposition, Error, ErrorKind, Result};
 use crate::idempotent::{self, StreamedOutput, WriteOutcome};
-use crate::lineage::{keys, Lineage, SourceIdentity};
+use crate::lineage::{keys, parse_claim_tag, Lineage, SourceIdentity};
 use crate::retry::retry;
 use crate::store::{
     GetResult, LocalStore, Metadata, ObjectMeta, ObjectStore, ObjectStoreExt, S3Store,
@@ -37,7 +37,7 @@ use crate::telemetry::{
     AlreadyProcessed, Counts, EmfStdout, EventSkipped, MetricsSink, NoMetrics, ObjectDeadLettered,
     ObjectFailed, ObjectProcessed, ObjectsDeferred, RetryScheduled, StaleEventIgnored,
 };
-use crate::trigger::{self, ObjectRef};
+use crate::trigger::{self, ObjectRef, Replay};
 
 /// One pipeline stage: what it does to one input object.
 #[async_trait]
@@ -610,11 +610,11 @@ impl<S: Stage> Runner<S> {
         receive_count: u32,
         first_seen: Option<chrono::DateTime<Utc>>,
         raw_event: &Value,
-        redrive: bool,
+        replay: Replay,
     ) -> ObjectOutcome {
         let started = Instant::now();
         let outcome = self
-            .process_with_retries(obj, deadline, receive_count, first_seen, raw_event, redrive)
+            .process_with_retries(obj, deadline, receive_count, first_seen, raw_event, replay)
             .await;
         if ObjectPace::measures(&outcome) {
             self.pace
@@ -641,7 +641,7 @@ impl<S: Stage> Runner<S> {
         payload: &Value,
         deadline: Option<Instant>,
     ) -> Result<InvocationReport> {
-        self.handle_with(payload, deadline, false).await
+        self.handle_with(payload, deadline, Replay::default()).await
     }
 
     /// Handle a payload as an explicit redrive (`sluice replay`): input
@@ -651,14 +651,26 @@ impl<S: Stage> Runner<S> {
         payload: &Value,
         deadline: Option<Instant>,
     ) -> Result<InvocationReport> {
-        self.handle_with(payload, deadline, true).await
+        self.handle_with(payload, deadline, Replay::redrive()).await
+    }
+
+    /// Handle a payload as a redrive or a rebuild (`sluice replay
+    /// --reprocess`: the current version of each object is processed again
+    /// as `replay.reprocess`'s generation and replaces what it committed).
+    pub async fn handle_replay(
+        &self,
+        payload: &Value,
+        deadline: Option<Instant>,
+        replay: Replay,
+    ) -> Result<InvocationReport> {
+        self.handle_with(payload, deadline, replay).await
     }
 
     async fn handle_with(
         &self,
         payload: &Value,
         deadline: Option<Instant>,
-        redrive: bool,
+        replay: Replay,
     ) -> Result<InvocationReport> {
         let stage = self.stage.name().to_string();
         let decoded = match trigger::decode(payload) {
@@ -692,7 +704,7 @@ impl<S: Stage> Runner<S> {
                 objects,
                 skipped,
                 raw,
-                redrive: marked_redrive,
+                replay: marked,
             } = delivery;
             // A message of a batch can only be given back by its id; one
             // without (SQS always sends one) is processed, never deferred.
@@ -754,7 +766,7 @@ impl<S: Stage> Runner<S> {
                                 receive_count,
                                 first_seen,
                                 &raw,
-                                redrive || marked_redrive,
+                                replay.or(marked),
                             )
                             .await;
                         delivery_failed |= matches!(outcome, ObjectOutcome::Failed(_));
@@ -792,7 +804,7 @@ impl<S: Stage> Runner<S> {
         receive_count: u32,
         first_seen: Option<chrono::DateTime<Utc>>,
         raw_event: &Value,
-        redrive: bool,
+        replay: Replay,
     ) -> ObjectOutcome {
         let stage = self.stage.name().to_string();
         let span = tracing::info_span!("object", stage = %stage, bucket = %obj.bucket, key = %obj.key, correlation_id = tracing::field::Empty);
@@ -810,7 +822,7 @@ impl<S: Stage> Runner<S> {
                     }
                     .emit(metrics)
                 },
-                |_| self.process_once(obj, deadline, redrive),
+                |_| self.process_once(obj, deadline, replay),
             )
             .await;
             match retried.result {
@@ -991,7 +1003,7 @@ impl<S: Stage> Runner<S> {
         &self,
         obj: &ObjectRef,
         deadline: Option<Instant>,
-        redrive: bool,
+        replay: Replay,
     ) -> Result<ObjectOutcome> {
         let cfg = &self.rt.config;
         let stage = self.stage.name();
@@ -1009,7 +1021,7 @@ impl<S: Stage> Runner<S> {
             .upstream_commits()
             .is_some_and(|p| obj.key.starts_with(&p) && obj.key.ends_with(".json"))
         {
-            return self.deliver_committed(obj, deadline, redrive).await;
+            return self.deliver_committed(obj, deadline, replay).await;
         }
         let relative = obj.key.strip_prefix(&cfg.input.prefix).unwrap_or(&obj.key);
         if is_internal_key(relative) {
@@ -1099,7 +1111,7 @@ impl<S: Stage> Runner<S> {
         }
         // Replays carry no version: they are resolved to the current one, so
         // they can never resurrect an older version.
-        let source = current_source;
+        let mut source = current_source;
         let input_stage = input.metadata.get(keys::STAGE).cloned();
         if let Some(up) = &cfg.upstream {
             match self.upstream_commit(obj, &input, up).await? {
@@ -1107,6 +1119,29 @@ impl<S: Stage> Runner<S> {
                 UpstreamCommit::NotWanted(reason) => return stale(reason),
                 UpstreamCommit::Pending(reason) => return skip(reason),
             }
+        }
+        // The manifest is the commit point: if it is there for this content
+        // and generation, so is everything else (once its cleanup is done).
+        // An ordinary event takes the generation committed for its content;
+        // a rebuild brings its own.
+        let existing = ledger.read(&source).await?;
+        let committed_generation = existing
+            .as_ref()
+            .filter(|(m, _)| m.source.same_content(&source))
+            .map(|(m, _)| m.source.generation);
+        source.generation = replay
+            .reprocess
+            .unwrap_or(committed_generation.unwrap_or(0));
+        if let Some(newer) = committed_generation.filter(|g| *g > source.generation) {
+            // A later rebuild committed first: this one is stale.
+            let removed = self
+                .sweep_own(&ledger, &source, &BTreeSet::new(), &source)
+                .await?;
+            return stale(format!(
+                "{}: a later rebuild (generation {newer}) committed first; removed {removed} output(s) generation {} had left",
+                obj.location(),
+                source.generation
+            ));
         }
         let lineage = Lineage::for_input(
             source,
@@ -1117,10 +1152,8 @@ impl<S: Stage> Runner<S> {
         );
         tracing::Span::current().record("correlation_id", lineage.correlation_id.as_str());
 
-        // The manifest is the commit point: if it is there for this content,
-        // so is everything else (once its cleanup is done).
-        if let Some((m, etag)) = ledger.read(&lineage.source).await? {
-            if m.source.same_content(&lineage.source) {
+        if let Some((m, etag)) = existing {
+            if m.source.same_commit(&lineage.source) {
                 match m.state {
                     ManifestState::Committed => {
                         if !m.clean {
@@ -1130,7 +1163,7 @@ impl<S: Stage> Runner<S> {
                         return Ok(ObjectOutcome::AlreadyProcessed);
                     }
                     // Retracted by `sluice retract`: not to come back by itself.
-                    ManifestState::Retracted if cfg.upstream.is_none() && !redrive => {
+                    ManifestState::Retracted if cfg.upstream.is_none() && !replay.redrive => {
                         return skip(format!(
                             "{} was retracted (`sluice retract`); a new upload or a redrive ingests it again",
                             obj.location()
@@ -1145,7 +1178,7 @@ impl<S: Stage> Runner<S> {
                 }
             }
         }
-        if !redrive && self.already_dead_lettered(&lineage.source).await {
+        if !replay.redrive && self.already_dead_lettered(&lineage.source).await {
             // The envelope exists; make sure the dead-letter commit does too.
             self.commit_dead_letter(obj).await?;
             tracing::info!("already dead-lettered with this code version; not sending again");
@@ -1256,9 +1289,12 @@ impl<S: Stage> Runner<S> {
         }
     }
 
-    /// A stale version's cleanup: remove the outputs its own claims name,
-    /// except those `keep` lists, unless `current` (the input's version now)
-    /// has the same content and so owns the same keys.
+    /// A stale version's (or generation's) cleanup: remove the outputs its
+    /// own claims name, except those `keep` or the current manifest lists.
+    /// A version with the content of `current` (the input now) shares its
+    /// keys with every delivery of that content and generation, which may
+    /// still commit: nothing is removed then, unless a later generation has
+    /// committed over it.
     async fn sweep_own(
         &self,
         ledger: &Ledger,
@@ -1266,10 +1302,16 @@ impl<S: Stage> Runner<S> {
         keep: &BTreeSet<OutputRef>,
         current: &SourceIdentity,
     ) -> Result<usize> {
+        let manifest = ledger.read(version).await?;
         if version.same_content(current) {
-            return Ok(0);
+            let replaced = manifest.as_ref().is_some_and(|(m, _)| {
+                m.source.same_content(version) && m.source.generation > version.generation
+            });
+            if !replaced {
+                return Ok(0);
+            }
         }
-        let tag = version.content_tag();
+        let tag = version.claim_tag();
         let claims = ledger.claims(version).await?;
         let owned: Vec<&OutputRef> = claims
             .iter()
@@ -1283,7 +1325,7 @@ impl<S: Stage> Runner<S> {
         // manifest lists is the commit's, whichever delivery wrote it, and
         // only the commit that replaces it may remove it.
         let mut keep = keep.clone();
-        if let Some((m, _)) = ledger.read(version).await? {
+        if let Some((m, _)) = manifest {
             keep.extend(m.outputs);
         }
         ledger.remove(owned, &keep).await
@@ -1353,7 +1395,7 @@ impl<S: Stage> Runner<S> {
         &'a self,
         obj: &'a ObjectRef,
         deadline: Option<Instant>,
-        redrive: bool,
+        replay: Replay,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<ObjectOutcome>> + Send + 'a>>
     {
         Box::pin(async move {
@@ -1399,7 +1441,7 @@ impl<S: Stage> Runner<S> {
                 let one = ObjectRef::new(&o.bucket, &o.key);
                 let raw = trigger::s3_notification(std::slice::from_ref(&one));
                 match self
-                    .process_with_retries(&one, deadline, 1, None, &raw, redrive)
+                    .process_with_retries(&one, deadline, 1, None, &raw, replay)
                     .await
                 {
                     ObjectOutcome::Failed(e) => failed = Some(e),
@@ -1442,9 +1484,18 @@ impl<S: Stage> Runner<S> {
                 });
             }
             let expected = match &existing {
+                Some((m, _))
+                    if m.source.same_content(&lineage.source)
+                        && m.source.generation > lineage.source.generation =>
+                {
+                    // A later rebuild of this version committed first.
+                    return Ok(Committed::Lost {
+                        winner: existing.map(|(m, _)| m),
+                    });
+                }
                 Some((m, etag))
                     if m.state == ManifestState::Committed
-                        && m.source.same_content(&lineage.source) =>
+                        && m.source.same_commit(&lineage.source) =>
                 {
                     // A duplicate delivery of this version committed first
                     // (or this one did, and the answer was lost); its
@@ -1533,6 +1584,16 @@ impl<S: Stage> Runner<S> {
         ledger
             .remove(manifest.pending_cleanup.iter().collect(), &keep)
             .await?;
+        // A later rebuild of this same version may be writing now: its
+        // outputs are its own (it cleans up after this one when it commits).
+        let own_content = source.content_tag();
+        let claims: Vec<Claim> = claims
+            .into_iter()
+            .filter(|c| {
+                let (content, generation) = parse_claim_tag(&c.tag);
+                content != own_content || generation <= source.generation
+            })
+            .collect();
         let claimed: Vec<&OutputRef> = claims.iter().map(|c| &c.output).collect();
         ledger.remove(claimed, &keep).await?;
         ledger.drop_claims(&claims, &keep).await?;

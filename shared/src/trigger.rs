@@ -78,6 +78,49 @@ impl ObjectRef {
 /// dead-lettered with the same code version (its cause has been fixed).
 pub const REDRIVE_ATTRIBUTE: &str = "sluice-redrive";
 
+/// The SQS message attribute `sluice replay --reprocess` sets: the stage
+/// rebuilds the current version of each object even though it is already
+/// committed, as the generation the attribute names (see
+/// [`crate::lineage::SourceIdentity::generation`]).
+pub const REPROCESS_ATTRIBUTE: &str = "sluice-reprocess";
+
+/// How a delivery asks to be processed, beyond an ordinary event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Try again what was dead-lettered with this code version (its cause
+    /// has been fixed).
+    pub redrive: bool,
+    /// Rebuild the current version as this generation, replacing what it
+    /// committed (after a logic fix). Implies `redrive`.
+    pub reprocess: Option<u64>,
+}
+
+impl Replay {
+    /// An explicit redrive.
+    pub fn redrive() -> Self {
+        Replay {
+            redrive: true,
+            reprocess: None,
+        }
+    }
+
+    /// A rebuild as `generation`.
+    pub fn reprocess(generation: u64) -> Self {
+        Replay {
+            redrive: true,
+            reprocess: Some(generation),
+        }
+    }
+
+    /// Both asks at once: a redrive if either is one, the newer generation.
+    pub fn or(self, other: Replay) -> Self {
+        Replay {
+            redrive: self.redrive || other.redrive,
+            reprocess: self.reprocess.max(other.reprocess),
+        }
+    }
+}
+
 /// One delivery unit of an invocation: an SQS message (which the runner can
 /// fail individually) or the whole payload of a direct invocation.
 #[derive(Debug)]
@@ -95,9 +138,9 @@ pub struct Delivery {
     pub skipped: Vec<String>,
     /// The raw record, kept for DLQ envelopes.
     pub raw: Value,
-    /// An explicit redrive ([`REDRIVE_ATTRIBUTE`]): retry even what was
-    /// already dead-lettered.
-    pub redrive: bool,
+    /// An explicit redrive ([`REDRIVE_ATTRIBUTE`]) or rebuild
+    /// ([`REPROCESS_ATTRIBUTE`]).
+    pub replay: Replay,
 }
 
 /// The decoded form of a whole invocation payload.
@@ -146,7 +189,7 @@ pub fn decode(payload: &Value) -> Result<Decoded> {
             objects: Ok(objects),
             skipped,
             raw: payload.clone(),
-            redrive: false,
+            replay: Replay::default(),
         }],
     })
 }
@@ -172,12 +215,29 @@ fn decode_sqs_message(msg: SqsMessage) -> Delivery {
         .find_map(|a| msg.attributes.get(*a))
         .and_then(|ms| ms.parse::<i64>().ok())
         .and_then(DateTime::from_timestamp_millis);
-    let redrive = msg.message_attributes.contains_key(REDRIVE_ATTRIBUTE);
+    let mut replay = Replay {
+        redrive: msg.message_attributes.contains_key(REDRIVE_ATTRIBUTE),
+        reprocess: None,
+    };
+    let reprocess = msg
+        .message_attributes
+        .get(REPROCESS_ATTRIBUTE)
+        .map(|a| a.string_value.as_deref().unwrap_or("").trim());
     let mut skipped = Vec::new();
-    let objects = match msg.body.as_deref() {
-        None => Err(invalid("SQS message has no body", &raw, None)),
-        Some(body) => match serde_json::from_str::<Value>(body) {
-            Ok(inner) => decode_body(&inner, &mut skipped),
+    let objects = match (msg.body.as_deref(), reprocess) {
+        (_, Some(g)) if !g.parse::<u64>().is_ok_and(|g| g > 0) => Err(invalid(
+            &format!("SQS message attribute {REPROCESS_ATTRIBUTE} is {g:?}, not a generation (a positive integer)"),
+            &raw,
+            None,
+        )),
+        (None, _) => Err(invalid("SQS message has no body", &raw, None)),
+        (Some(body), g) => match serde_json::from_str::<Value>(body) {
+            Ok(inner) => {
+                if let Some(g) = g.and_then(|g| g.parse().ok()) {
+                    replay = Replay::reprocess(g).or(replay);
+                }
+                decode_body(&inner, &mut skipped)
+            }
             Err(e) => Err(invalid(
                 "SQS message body is not JSON",
                 &Value::String(body.into()),
@@ -192,7 +252,7 @@ fn decode_sqs_message(msg: SqsMessage) -> Delivery {
         objects,
         skipped,
         raw,
-        redrive,
+        replay,
     }
 }
 

@@ -92,7 +92,8 @@ impl Stage for CopyStage {
             )
             .await?;
         }
-        if text.starts_with("WAIT") {
+        // A rebuild (generation > 0) of a WAIT input does not wait.
+        if text.starts_with("WAIT") && ctx.lineage.source.generation == 0 {
             self.reached.notify_one();
             self.release.notified().await;
         }
@@ -923,7 +924,12 @@ async fn a_stale_duplicate_of_the_committed_version_keeps_the_commits_outputs() 
     h.store.delete("landing", "raw/p.txt").await.unwrap();
     let m = h.manifest(&v1).await;
     assert_eq!(m.state, sluice::commit::ManifestState::Committed);
-    assert_eq!(h.data().await, committed, "the commit lists {:?}", m.outputs);
+    assert_eq!(
+        h.data().await,
+        committed,
+        "the commit lists {:?}",
+        m.outputs
+    );
 }
 
 /// Sim seed 247: a commit whose cleanup was interrupted and whose input was
@@ -951,4 +957,100 @@ async fn a_commit_whose_input_is_deleted_before_its_cleanup_still_cleans_up() {
     assert_eq!(data.len(), 1, "only v2's output may remain: {data:?}");
     assert_eq!(data[0].1, "TWO");
     assert!(h.manifest(&v2).await.clean);
+}
+
+/// `sluice replay --reprocess`: the current version is rebuilt as a new
+/// generation through the same commit protocol, beside (never over) what it
+/// replaces, which its cleanup then removes.
+#[tokio::test]
+async fn a_reprocess_rebuilds_the_current_version_and_removes_what_it_replaces() {
+    use sluice::trigger::Replay;
+    let h = harness();
+    let v1 = h.land("raw/r.txt", "a\nBAD b").await;
+    h.invoke(s3_notification(std::slice::from_ref(&v1))).await;
+    let before = h.outputs().await;
+    // A replay event carries no version: it resolves to the current one.
+    let replay = s3_notification(&[ObjectRef::new("landing", "raw/r.txt")]);
+    let r = h
+        .runner
+        .handle_replay(&replay, None, Replay::reprocess(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{r:?}"
+    );
+    let m = h.manifest(&v1).await;
+    assert_eq!(m.source.generation, 5);
+    assert!(m.clean, "{m:?}");
+    let data = h.data().await;
+    assert_eq!(data.len(), 2, "one output, one quarantine file: {data:?}");
+    assert!(data.iter().all(|(k, _)| k.ends_with("-r5.txt")), "{data:?}");
+    assert_eq!(data[1].1, "A");
+    let after = h.outputs().await;
+    for key in before.iter().filter(|k| !k.contains("_sluice/")) {
+        assert!(
+            !after.contains(key),
+            "{key} survived its rebuild: {after:?}"
+        );
+    }
+    // An ordinary duplicate event of the version is already processed.
+    let r = h.invoke(s3_notification(std::slice::from_ref(&v1))).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+        "{r:?}"
+    );
+    // The same rebuild again is a duplicate; an earlier one arriving late is stale.
+    for (generation, done) in [(5, true), (3, false)] {
+        let r = h
+            .runner
+            .handle_replay(&replay, None, Replay::reprocess(generation))
+            .await
+            .unwrap();
+        assert_eq!(
+            matches!(r.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+            done,
+            "generation {generation}: {r:?}"
+        );
+        assert_eq!(
+            matches!(r.outcomes[0].1, ObjectOutcome::Stale(_)),
+            !done,
+            "generation {generation}: {r:?}"
+        );
+    }
+    assert_eq!(h.outputs().await, after);
+}
+
+/// A first processing still in flight when a rebuild of the same version
+/// commits loses, and removes what it wrote.
+#[tokio::test]
+async fn a_first_processing_overtaken_by_a_rebuild_leaves_nothing_behind() {
+    use sluice::trigger::Replay;
+    let h = harness();
+    let v1 = h.land("raw/w.txt", "WAIT x").await;
+    let in_flight = h.invoke(s3_notification(std::slice::from_ref(&v1)));
+    let meanwhile = async {
+        h.reached.notified().await;
+        let replay = s3_notification(&[ObjectRef::new("landing", "raw/w.txt")]);
+        let r = h
+            .runner
+            .handle_replay(&replay, None, Replay::reprocess(9))
+            .await
+            .unwrap();
+        h.release.notify_one();
+        r
+    };
+    let (late, rebuilt) = tokio::join!(in_flight, meanwhile);
+    assert!(
+        matches!(rebuilt.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{rebuilt:?}"
+    );
+    assert!(
+        matches!(late.outcomes[0].1, ObjectOutcome::Stale(_)),
+        "{late:?}"
+    );
+    let data = h.data().await;
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert!(data[0].0.ends_with("-r9.txt"), "{data:?}");
+    assert_eq!(h.manifest(&v1).await.source.generation, 9);
 }

@@ -33,6 +33,7 @@ fn manifest(
             etag: Some("e".into()),
             version_id: None,
             sequencer: None,
+            generation: 0,
         },
         correlation_id: "sl-1".into(),
         code_version: "0.1.0".into(),
@@ -433,6 +434,7 @@ async fn collects_a_local_directory() {
         etag: None,
         version_id: None,
         sequencer: None,
+        generation: 0,
     };
     let env = Envelope::new(
         "ingest",

@@ -130,9 +130,12 @@ impl Stage for Curate {
         let (file, bytes_in) = ctx.spool_input().await?;
 
         let out = ctx.config.output.clone();
-        let out_key = format!("{}{relative}", out.prefix);
+        // A rebuild (`--reprocess`) writes beside, never over, what it replaces.
+        let source = &ctx.lineage.source;
+        let out_key = format!("{}{}", out.prefix, source.generation_key(&relative));
         let q = ctx.config.quarantine.clone();
-        let q_key = quarantine_key(&q.prefix, &dataset, &ctx.lineage.source.object_id());
+        let q_id = format!("{}{}", source.object_id(), source.generation_suffix());
+        let q_key = quarantine_key(&q.prefix, &dataset, &q_id);
         let mut output = ctx
             .begin_output(
                 &out.bucket,

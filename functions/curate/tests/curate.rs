@@ -194,6 +194,7 @@ impl Harness {
                 etag: Some("landing-etag".into()),
                 version_id: None,
                 sequencer: Some("01".into()),
+                generation: 0,
             },
             None,
             None,

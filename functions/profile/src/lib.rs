@@ -126,7 +126,14 @@ impl Stage for Profile {
         let quality = &contract.quality;
         let store = ctx.store.clone();
         let out = ctx.config.output.clone();
-        let out_key = format!("{}{}", out.prefix, target.profile_relative());
+        // A rebuild (`--reprocess`) writes beside, never over, what it replaces.
+        let out_key = format!(
+            "{}{}",
+            out.prefix,
+            ctx.lineage
+                .source
+                .generation_key(&target.profile_relative())
+        );
         let mut checks = checks::data_checks(quality, stats.row_count, &stats.columns);
         checks.push(checks::quarantine_check(store.as_ref(), &ctx.input, &target, quality).await?);
         checks.push(

@@ -220,6 +220,7 @@ impl Harness {
             etag: Some("landing-etag".into()),
             version_id: None,
             sequencer: Some("01".into()),
+            generation: 0,
         };
         let mut producer = Metadata::new();
         producer.insert(keys::CORRELATION_ID.into(), "sl-rides-corr".into());
@@ -270,6 +271,7 @@ impl Harness {
             etag: Some(v.etag),
             version_id: None,
             sequencer: v.sequencer,
+            generation: 0,
         };
         let curate_lineage = Lineage::for_input(
             validated,

@@ -324,6 +324,7 @@ fn which_version(sim: &Sim, key: &str, correlation: Option<&String>) -> String {
             etag: Some(v.etag.clone()),
             version_id: None,
             sequencer: None,
+            generation: 0,
         };
         if id.derived_correlation_id() == *c {
             let last = i + 1 == versions.len();
