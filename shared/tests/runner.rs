@@ -1054,3 +1054,37 @@ async fn a_first_processing_overtaken_by_a_rebuild_leaves_nothing_behind() {
     assert!(data[0].0.ends_with("-r9.txt"), "{data:?}");
     assert_eq!(h.manifest(&v1).await.source.generation, 9);
 }
+
+/// Through SQS a rebuild is the `sluice-reprocess` attribute; a value that
+/// is not a generation fails that message alone, into the DLQ, by name.
+#[tokio::test]
+async fn a_reprocess_attribute_rebuilds_and_a_bad_one_is_dead_lettered_by_name() {
+    let h = harness();
+    let obj = h.land("raw/attr.txt", "x").await;
+    h.invoke(s3_notification(std::slice::from_ref(&obj))).await;
+    let replay = s3_notification(&[ObjectRef::new("landing", "raw/attr.txt")]);
+    let mut batch = sqs_batch(&[("good", replay.clone()), ("bad", replay)]);
+    batch["Records"][0]["messageAttributes"] = json!({
+        sluice::trigger::REPROCESS_ATTRIBUTE: {"stringValue": "77", "dataType": "Number"}
+    });
+    batch["Records"][1]["messageAttributes"] = json!({
+        sluice::trigger::REPROCESS_ATTRIBUTE: {"stringValue": "soon", "dataType": "String"}
+    });
+    let r = h.invoke(batch).await;
+    assert!(
+        matches!(r.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{r:?}"
+    );
+    assert!(
+        matches!(r.outcomes[1].1, ObjectOutcome::DeadLettered(_)),
+        "{r:?}"
+    );
+    assert_eq!(h.manifest(&obj).await.source.generation, 77);
+    let envelopes = h.dlq.envelopes();
+    assert_eq!(envelopes.len(), 1);
+    let text = format!("{:?}", envelopes[0]);
+    assert!(
+        text.contains("sluice-reprocess") && text.contains("soon"),
+        "{text}"
+    );
+}
