@@ -59,6 +59,16 @@
 //!   deleted input lose) and removes everything it derived from that input,
 //!   whose deletions in turn reach the stage after it. Deleting a landed
 //!   object retracts nothing (invariant 5).
+//! - **A rebuild is a generation.** `sluice replay --reprocess` processes
+//!   the current version again as a new generation
+//!   ([`SourceIdentity::generation`]); its outputs and claims carry the
+//!   generation in their keys and tags, so generations never share a key,
+//!   just as versions do not. Of two commits of the same content the higher
+//!   generation wins; an ordinary event takes the committed generation (it
+//!   is a duplicate); the winner's cleanup spares the claims of a higher
+//!   generation still being written. A committed version whose input is
+//!   deleted keeps its cleanup to itself: no newer version will take it
+//!   over, and a loser never removes what the current manifest lists.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
