@@ -865,7 +865,7 @@ impl<S: Stage> Runner<S> {
                                     // version produced outlives it. If that
                                     // fails, the redelivery (which finds the
                                     // marker) commits it.
-                                    match self.commit_dead_letter(obj).await {
+                                    match self.commit_dead_letter(obj, replay).await {
                                         Ok(()) => ObjectOutcome::DeadLettered(err),
                                         Err(e) if err.kind() != ErrorKind::NotFound => {
                                             tracing::warn!(error = %e, "dead-lettered, but could not commit that yet");
@@ -1180,7 +1180,7 @@ impl<S: Stage> Runner<S> {
         }
         if !replay.redrive && self.already_dead_lettered(&lineage.source).await {
             // The envelope exists; make sure the dead-letter commit does too.
-            self.commit_dead_letter(obj).await?;
+            self.commit_dead_letter(obj, replay).await?;
             tracing::info!("already dead-lettered with this code version; not sending again");
             return Ok(ObjectOutcome::AlreadyDeadLettered);
         }
@@ -1608,17 +1608,27 @@ impl<S: Stage> Runner<S> {
 
     /// The current version failed permanently (its envelope is in the DLQ):
     /// commit that, so nothing an older version produced outlives it.
-    async fn commit_dead_letter(&self, obj: &ObjectRef) -> Result<()> {
+    async fn commit_dead_letter(&self, obj: &ObjectRef, replay: Replay) -> Result<()> {
         let cfg = &self.rt.config;
         let Some(now) = self.current(obj).await? else {
             return Ok(());
         };
         let event = SourceIdentity::from_event(obj, None);
-        let source = SourceIdentity::from_event(&ObjectRef::new(&obj.bucket, &obj.key), Some(&now));
+        let mut source =
+            SourceIdentity::from_event(&ObjectRef::new(&obj.bucket, &obj.key), Some(&now));
         if (event.etag.is_some() || event.version_id.is_some()) && !event.same_content(&source) {
             return Ok(());
         }
         let ledger = self.ledger();
+        // The generation that failed: a rebuild's own, else the one
+        // committed for this content. Its cleanup then also removes what a
+        // failed rebuild wrote.
+        let committed = ledger
+            .read(&source)
+            .await?
+            .filter(|(m, _)| m.source.same_content(&source))
+            .map(|(m, _)| m.source.generation);
+        source.generation = replay.reprocess.or(committed).unwrap_or(0);
         let lineage = Lineage::for_input(
             source.clone(),
             Some(&now.metadata),
@@ -1658,7 +1668,10 @@ impl<S: Stage> Runner<S> {
             let existing = ledger.read(&lineage.source).await?;
             let expected = match &existing {
                 Some((m, etag)) => {
-                    if m.state == manifest.state && m.source.same_content(&manifest.source) {
+                    if m.state == manifest.state
+                        && m.source.same_content(&manifest.source)
+                        && m.source.generation >= manifest.source.generation
+                    {
                         if !m.clean {
                             self.finish_cleanup(ledger, lineage, m.clone(), etag.clone())
                                 .await?;

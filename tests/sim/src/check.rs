@@ -28,7 +28,7 @@ use sluice::runner::Manifest;
 use sluice::store::{
     MemoryStore, NotifyingStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 };
-use sluice::trigger::s3_notification;
+use sluice::trigger::{s3_notification, Replay};
 
 use crate::sim::{route, Runners, Sim, INPUT_BUCKETS, LANDING, OUTPUT_BUCKETS, STAGES};
 use crate::store::{short, Letter, SimDlq};
@@ -111,8 +111,23 @@ pub async fn snapshot(store: &MemoryStore, dlqs: &[SimDlq; 3]) -> sluice::Result
     Ok(s)
 }
 
-/// Run the current version of one landing key alone, with no faults.
-pub async fn oracle(key: &str, bytes: &Bytes) -> sluice::Result<Snapshot> {
+/// The generation each stage committed for each of its inputs (0 unless
+/// rebuilt), from a snapshot's manifests.
+pub type Generations = BTreeMap<(usize, String), u64>;
+
+/// The generations of `s`'s commits.
+pub fn generations(s: &Snapshot) -> Generations {
+    s.manifests
+        .iter()
+        .filter(|(_, m)| m.source.generation > 0)
+        .map(|(k, m)| (k.clone(), m.source.generation))
+        .collect()
+}
+
+/// Run the current version of one landing key alone, with no faults. An
+/// input that the simulated system rebuilt (`--reprocess`) is processed as
+/// that generation, as a rebuild would produce it alone.
+pub async fn oracle(key: &str, bytes: &Bytes, gens: &Generations) -> sluice::Result<Snapshot> {
     let mem = MemoryStore::new();
     let store = NotifyingStore::new(Arc::new(mem.clone()));
     let dlqs = [SimDlq::new(), SimDlq::new(), SimDlq::new()];
@@ -128,8 +143,12 @@ pub async fn oracle(key: &str, bytes: &Bytes) -> sluice::Result<Snapshot> {
     let mut queue: std::collections::VecDeque<_> = store.drain_events().into();
     while let Some(obj) = queue.pop_front() {
         if let Some(stage) = route(&obj.bucket, &obj.key) {
+            let replay = match gens.get(&(stage, obj.key.clone())) {
+                Some(g) => Replay::reprocess(*g),
+                None => Replay::default(),
+            };
             runners
-                .handle(stage, &s3_notification(std::slice::from_ref(&obj)), false)
+                .replay(stage, &s3_notification(std::slice::from_ref(&obj)), replay)
                 .await?;
         }
         queue.extend(store.drain_events());
@@ -460,9 +479,10 @@ pub async fn check(sim: &Sim) -> Checked {
             }
         }
     }
+    let gens = generations(&now);
     let mut oracles: BTreeMap<String, Snapshot> = BTreeMap::new();
     for (key, (_, bytes)) in &current {
-        match oracle(key, bytes).await {
+        match oracle(key, bytes, &gens).await {
             Ok(s) => {
                 oracles.insert(key.clone(), s);
             }
@@ -499,7 +519,7 @@ pub async fn check(sim: &Sim) -> Checked {
             .get(key)
             .and_then(|vs| vs.iter().find(|x| x.etag == etag));
         if let Some(ver) = version {
-            if let Ok(s) = oracle(key, &ver.bytes).await {
+            if let Ok(s) = oracle(key, &ver.bytes, &gens).await {
                 deleted_oracles.insert(key.clone(), (etag, s));
             }
         }

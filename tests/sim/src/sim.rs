@@ -28,7 +28,7 @@ use sluice::contract::Registry;
 use sluice::runner::{is_internal_key, manifest_key_in, InvocationReport, ObjectOutcome};
 use sluice::sample::{write_trips, Format, NaiveDate, TripsOptions};
 use sluice::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
-use sluice::trigger::s3_notification;
+use sluice::trigger::{s3_notification, Replay, REPROCESS_ATTRIBUTE};
 use sluice::{ObjectRef, Runner, Runtime};
 use sluice_curate::Curate;
 use sluice_ingest::Ingest;
@@ -105,6 +105,9 @@ pub struct SimConfig {
     pub reupload_rate: f64,
     /// Mid-run DLQ redrives (inclusive range of how many).
     pub redrives: (u64, u64),
+    /// Mid-run rebuilds (`sluice replay --reprocess` of one object at one
+    /// stage; inclusive range of how many).
+    pub reprocesses: (u64, u64),
     /// After quiescence: rounds of redriving transient dead letters with faults off.
     pub settle_rounds: usize,
 }
@@ -135,6 +138,7 @@ impl Default for SimConfig {
             delete_rate: 0.2,
             reupload_rate: 0.3,
             redrives: (0, 2),
+            reprocesses: (0, 2),
             settle_rounds: 4,
         }
     }
@@ -181,6 +185,14 @@ pub enum Action {
     Redrive {
         /// The stage (index into [`STAGES`]).
         stage: usize,
+    },
+    /// Rebuild one of a stage's inputs (`sluice replay keys --reprocess`),
+    /// picked among those that exist when it runs.
+    Reprocess {
+        /// The stage (index into [`STAGES`]).
+        stage: usize,
+        /// Which input (modulo how many there are).
+        pick: u64,
     },
 }
 
@@ -236,6 +248,8 @@ pub struct Stats {
     pub retries_exhausted: u64,
     /// Letters redriven (mid-run and while settling).
     pub redriven: u64,
+    /// Rebuilds sent (`--reprocess`).
+    pub reprocessed: u64,
     /// Simulated time at quiescence (ms).
     pub sim_ms: u64,
 }
@@ -315,16 +329,28 @@ impl Runners {
         payload: &Value,
         redrive: bool,
     ) -> sluice::Result<InvocationReport> {
+        let replay = if redrive {
+            Replay::redrive()
+        } else {
+            Replay::default()
+        };
+        self.replay(stage, payload, replay).await
+    }
+
+    /// Invoke a stage as a redrive or rebuild (or neither).
+    pub async fn replay(
+        &self,
+        stage: usize,
+        payload: &Value,
+        replay: Replay,
+    ) -> sluice::Result<InvocationReport> {
         // The Lambda deadline is real time (std Instant); the sim's time is
         // simulated, so the deadline is far away and timeouts are crashes.
         let deadline = Some(tokio::time::Instant::now() + Duration::from_secs(900));
-        match (stage, redrive) {
-            (0, false) => self.ingest.handle(payload, deadline).await,
-            (0, true) => self.ingest.handle_redrive(payload, deadline).await,
-            (1, false) => self.curate.handle(payload, deadline).await,
-            (1, true) => self.curate.handle_redrive(payload, deadline).await,
-            (_, false) => self.profile.handle(payload, deadline).await,
-            (_, true) => self.profile.handle_redrive(payload, deadline).await,
+        match stage {
+            0 => self.ingest.handle_replay(payload, deadline, replay).await,
+            1 => self.curate.handle_replay(payload, deadline, replay).await,
+            _ => self.profile.handle_replay(payload, deadline, replay).await,
         }
     }
 }
@@ -516,6 +542,12 @@ pub fn plan(cfg: &SimConfig, rng: &mut Rng) -> Vec<(u64, Action)> {
         }
         horizon = horizon.max(t);
     }
+    for _ in 0..rng.range(cfg.reprocesses.0, cfg.reprocesses.1) {
+        let t = rng.below(horizon + 5000);
+        let stage = rng.below(3) as usize;
+        let pick = rng.below(1 << 20);
+        out.push((t, Action::Reprocess { stage, pick }));
+    }
     for _ in 0..rng.range(cfg.redrives.0, cfg.redrives.1) {
         let t = rng.below(horizon + 5000);
         out.push((
@@ -572,6 +604,8 @@ pub struct Msg {
     pub sent_ms: u64,
     /// A redrive (handled with `handle_redrive`).
     pub redrive: bool,
+    /// A rebuild: the generation its `sluice-reprocess` attribute carries.
+    pub reprocess: Option<u64>,
     /// Where it is.
     pub state: MsgState,
 }
@@ -594,7 +628,13 @@ impl Msg {
                 "ApproximateReceiveCount": self.receive_count.to_string(),
                 "SentTimestamp": sim_time(self.sent_ms).timestamp_millis().to_string(),
             },
-            "messageAttributes": {},
+            "messageAttributes": match self.reprocess {
+                // As `sluice replay --reprocess` sends it.
+                Some(g) => json!({
+                    REPROCESS_ATTRIBUTE: {"stringValue": g.to_string(), "dataType": "Number"}
+                }),
+                None => json!({}),
+            },
             "eventSource": "aws:sqs",
             "eventSourceARN": format!("arn:aws:sqs:local:000000000000:{}", STAGES[self.stage]),
             "awsRegion": "local",
@@ -603,10 +643,14 @@ impl Msg {
 
     fn label(&self) -> String {
         format!(
-            "m{} {} {}s3://{}/{}@{}{}",
+            "m{} {} {}{}s3://{}/{}@{}{}",
             self.id,
             STAGES[self.stage],
             if self.removed { "REMOVED " } else { "" },
+            match self.reprocess {
+                Some(g) => format!("REPROCESS g{g} "),
+                None => String::new(),
+            },
             self.obj.bucket,
             self.obj.key,
             short(self.obj.etag.as_deref().unwrap_or("-")),
@@ -1034,6 +1078,38 @@ impl Sim {
                     self.redrive_letter(stage, l);
                 }
             }
+            Action::Reprocess { stage, pick } => {
+                let bucket = INPUT_BUCKETS[stage];
+                let inputs: Vec<String> = match self.inner.list(bucket, "").await {
+                    Ok(l) => l
+                        .into_iter()
+                        .map(|m| m.key)
+                        .filter(|k| route(bucket, k) == Some(stage) && !k.starts_with('_'))
+                        .collect(),
+                    Err(e) => {
+                        self.problems
+                            .push(format!("operator list of {bucket} failed: {e}"));
+                        return;
+                    }
+                };
+                if inputs.is_empty() {
+                    return;
+                }
+                let key = inputs[(pick % inputs.len() as u64) as usize].clone();
+                // A generation later than any before (the CLI stamps the time).
+                let generation = self.now + 1;
+                self.stats.reprocessed += 1;
+                self.note(format!(
+                    "operator: reprocess s3://{bucket}/{key} at {} as generation {generation}",
+                    STAGES[stage]
+                ));
+                let delay = self.rng.below(200);
+                let id = self.next_msg;
+                self.new_msg(stage, ObjectRef::new(bucket, &key), false, true, delay);
+                if let Some(m) = self.msgs.get_mut(&id) {
+                    m.reprocess = Some(generation);
+                }
+            }
         }
     }
 
@@ -1060,9 +1136,17 @@ impl Sim {
             },
             Letter::Raw { obj, removed, .. } => (obj.clone(), *removed),
         };
+        let reprocess = match &letter {
+            Letter::Raw { reprocess, .. } => *reprocess,
+            Letter::Envelope(_) => None,
+        };
         self.note(format!("redrive: {}", letter.describe()));
         let delay = self.rng.below(200);
+        let id = self.next_msg;
         self.new_msg(stage, obj, removed, true, delay);
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.reprocess = reprocess;
+        }
     }
 
     fn new_msg(&mut self, stage: usize, obj: ObjectRef, removed: bool, redrive: bool, delay: u64) {
@@ -1076,6 +1160,7 @@ impl Sim {
             receive_count: 0,
             sent_ms: self.now,
             redrive,
+            reprocess: None,
             state: MsgState::Pending,
         };
         self.msgs.insert(id, m);
@@ -1296,6 +1381,7 @@ impl Sim {
                 removed: m.removed,
                 body: m.body(),
                 receive_count: m.receive_count,
+                reprocess: m.reprocess,
             };
             self.note(format!(
                 "bus: {} {why}; moved to the {} DLQ (retries_exhausted)",

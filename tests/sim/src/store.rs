@@ -459,6 +459,9 @@ pub enum Letter {
         body: Value,
         /// Receives before the bus gave up.
         receive_count: u32,
+        /// Its `sluice-reprocess` attribute (SQS keeps message attributes
+        /// when it moves a message to the DLQ).
+        reprocess: Option<u64>,
     },
 }
 

@@ -40,6 +40,8 @@ struct Totals {
     faults: BTreeMap<FaultKind, u64>,
     crashes: u64,
     duplicates: u64,
+    redriven: u64,
+    reprocessed: u64,
     invocations: u64,
     violations: u64,
     failing: Vec<SeedResult>,
@@ -59,6 +61,8 @@ impl Totals {
         }
         self.crashes += r.stats.crashes;
         self.duplicates += r.stats.duplicates;
+        self.redriven += r.stats.redriven;
+        self.reprocessed += r.stats.reprocessed;
         self.invocations += r.stats.invocations;
         self.retries_exhausted += r.stats.retries_exhausted;
         for (k, n) in &r.stats.outcomes {
@@ -91,7 +95,7 @@ impl Totals {
     fn summary(&self) -> String {
         let f = |k| self.faults.get(&k).copied().unwrap_or(0);
         format!(
-            "sim: {} seeds, {} schedules, {} injected faults (throttle {}, 5xx {}, timeout {}, reset {}, lost-response {}, conflict {}), {} crashes, {} duplicates, {} violations",
+            "sim: {} seeds, {} schedules, {} injected faults (throttle {}, 5xx {}, timeout {}, reset {}, lost-response {}, conflict {}), {} crashes, {} duplicates, {} redriven, {} rebuilds, {} violations",
             self.seeds,
             self.fingerprints.len(),
             self.faults.values().sum::<u64>(),
@@ -103,6 +107,8 @@ impl Totals {
             f(FaultKind::Conflict),
             self.crashes,
             self.duplicates,
+            self.redriven,
+            self.reprocessed,
             self.violations
         )
     }
