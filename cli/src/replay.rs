@@ -236,6 +236,8 @@ struct Item {
     dlq: Option<usize>,
     outcome: Option<Outcome>,
     sent_at: Option<DateTime<Utc>>,
+    /// What it asks beyond the command's own replay (a rebuild's letter).
+    replay: Replay,
 }
 
 impl Item {
@@ -247,6 +249,7 @@ impl Item {
             dlq,
             outcome: None,
             sent_at: None,
+            replay: Replay::default(),
         }
     }
 }
@@ -322,6 +325,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                         dlq: None,
                         outcome: Some(Outcome::Missing),
                         sent_at: None,
+                        replay: Replay::default(),
                     }),
                     Err(e) => return Err(e).with_context(|| format!("s3://{bucket}/{key}")),
                 }
@@ -361,7 +365,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     for item in items.iter_mut() {
         progress.set_message(item.label.clone());
         if item.outcome.is_none() {
-            if let Some(done) = precheck(&target, &places, item, replay).await? {
+            if let Some(done) = precheck(&target, &places, item, replay.or(item.replay)).await? {
                 item.outcome = Some(done);
             } else if common.dry_run {
                 item.outcome = Some(Outcome::WouldReplay);
@@ -479,11 +483,18 @@ fn items_of_letter(letter: &DeadLetter, index: usize) -> Vec<Item> {
             }
             None => vec![opaque_item(original_event(e), index)],
         },
-        DeadLetter::Raw { event, .. } => {
+        DeadLetter::Raw {
+            event, reprocess, ..
+        } => {
+            // A rebuild that ran out of receives is redriven as that rebuild.
+            let replay = reprocess.map(Replay::reprocess).unwrap_or_default();
             match trigger::decode(event).and_then(|d| d.into_objects()) {
                 Ok(objects) if !objects.is_empty() => objects
                     .into_iter()
-                    .map(|o| Item::for_object(o, Some(index)))
+                    .map(|o| Item {
+                        replay,
+                        ..Item::for_object(o, Some(index))
+                    })
                     .collect(),
                 _ => vec![opaque_item(event.clone(), index)],
             }
@@ -499,6 +510,7 @@ fn opaque_item(payload: Value, index: usize) -> Item {
         dlq: Some(index),
         outcome: None,
         sent_at: None,
+        replay: Replay::default(),
     }
 }
 
@@ -601,6 +613,7 @@ async fn deliver(
 ) -> anyhow::Result<Option<Outcome>> {
     match target {
         Target::Local(l) => {
+            let replay = replay.or(item.replay);
             let report = l.pipeline.replay(stage, &item.payload, replay).await?;
             // One object per item: its outcome is the item's.
             let outcome = match report.outcomes.first().map(|(_, o)| o) {
@@ -641,7 +654,7 @@ async fn deliver(
                 .queue_url(url)
                 .message_body(item.payload.to_string())
                 .message_attributes(REDRIVE_ATTRIBUTE, attr);
-            if let Some(generation) = replay.reprocess {
+            if let Some(generation) = replay.or(item.replay).reprocess {
                 let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
                     .data_type("Number")
                     .string_value(generation.to_string())
@@ -677,7 +690,7 @@ async fn await_results(
         for item in items.iter_mut().filter(|i| i.outcome.is_none()) {
             let Some(obj) = &item.object else { continue };
             let source = SourceIdentity::from_event(obj, None);
-            match precheck(target, places, item, replay).await? {
+            match precheck(target, places, item, replay.or(item.replay)).await? {
                 Some(Outcome::Already) => item.outcome = Some(Outcome::New),
                 Some(o) => item.outcome = Some(o),
                 None => {
@@ -953,6 +966,7 @@ mod tests {
             event: json!({}),
             sent: None,
             receive_count: 3,
+            reprocess: None,
         };
         assert!(matches(&raw, &["retries_exhausted".into()], None, None));
         assert!(
@@ -1002,14 +1016,27 @@ mod tests {
         .unwrap();
         let items = items_of_letter(
             &DeadLetter::Raw {
-                event: raw,
+                event: raw.clone(),
                 sent: None,
                 receive_count: 5,
+                reprocess: None,
             },
             0,
         );
         assert_eq!(items.len(), 1);
         assert!(items[0].object.is_some());
+        assert_eq!(items[0].replay, Replay::default());
+        // A rebuild that ran out of receives is redriven as that rebuild.
+        let items = items_of_letter(
+            &DeadLetter::Raw {
+                event: raw,
+                sent: None,
+                receive_count: 5,
+                reprocess: Some(1_764_590_000_123),
+            },
+            0,
+        );
+        assert_eq!(items[0].replay, Replay::reprocess(1_764_590_000_123));
 
         // An envelope for an event that named nothing is replayed as it was.
         let e = Envelope::new(

@@ -76,6 +76,9 @@ pub enum DeadLetter {
         sent: Option<DateTime<Utc>>,
         /// How often it was received before SQS gave up.
         receive_count: u32,
+        /// The generation of its `sluice-reprocess` attribute: a rebuild
+        /// that ran out of receives, to be redriven as that rebuild.
+        reprocess: Option<u64>,
     },
 }
 
@@ -367,6 +370,7 @@ impl AwsTarget {
                 .visibility_timeout(hold.as_secs().try_into().unwrap_or(i32::MAX))
                 .wait_time_seconds(if empty_polls == 0 { 0 } else { 1 })
                 .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .message_attribute_names(sluice::trigger::REPROCESS_ATTRIBUTE)
                 .send()
                 .await
                 .with_context(|| format!("receiving from {url}"))?;
@@ -384,7 +388,13 @@ impl AwsTarget {
                     attrs.get(&name).cloned()
                 };
                 let body = m.body.unwrap_or_default();
-                let letter = parse_dead_letter(
+                let rebuild = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(sluice::trigger::REPROCESS_ATTRIBUTE))
+                    .and_then(|v| v.string_value.as_deref())
+                    .and_then(|g| g.trim().parse::<u64>().ok());
+                let mut letter = parse_dead_letter(
                     &body,
                     attr(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
                         .and_then(|s| s.parse::<i64>().ok())
@@ -394,6 +404,9 @@ impl AwsTarget {
                         .unwrap_or(0),
                 )
                 .with_context(|| format!("{url}: message {id}"))?;
+                if let DeadLetter::Raw { reprocess, .. } = &mut letter {
+                    *reprocess = rebuild;
+                }
                 out.push(DlqEntry {
                     letter,
                     handle: Handle::Sqs(handle),
@@ -502,6 +515,7 @@ pub fn parse_dead_letter(
         event: value,
         sent,
         receive_count,
+        reprocess: None,
     })
 }
 
