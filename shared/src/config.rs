@@ -64,6 +64,10 @@ pub struct RawConfig {
     /// The stage whose committed outputs are this stage's input (unset for
     /// a stage fed by producers, such as ingest).
     pub upstream: Option<String>,
+    /// The stage's own input queue URL: a message deferred for lack of time
+    /// is sent back to it as a new message instead of failing, so deferrals
+    /// do not use up its receives (unset: it is reported as failed).
+    pub queue: Option<String>,
 }
 
 impl RawConfig {
@@ -272,6 +276,8 @@ pub struct Config {
     /// on outputs its upstream has committed, and retracts what it derived
     /// from an input its upstream deletes.
     pub upstream: Option<String>,
+    /// The stage's own SQS queue (`SLUICE_QUEUE`), for deferred messages.
+    pub queue: Option<String>,
 }
 
 fn parse_num<T>(var: &str, v: Option<&str>, default: T, min: T) -> Result<T>
@@ -441,6 +447,18 @@ impl Config {
                 .code_version
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
             emf_metrics,
+            queue: match raw.queue.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(q) if q.starts_with("https://") || q.starts_with("http://") => {
+                    Some(q.to_string())
+                }
+                Some(q) => {
+                    return Err(Error::config(
+                        "SLUICE_QUEUE",
+                        format!("{q:?} is not an SQS queue URL (https://…)"),
+                    ))
+                }
+            },
             upstream: match raw.upstream.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(u) if u == stage => {
@@ -608,6 +626,7 @@ mod tests {
                 "SLUICE_S3_FORCE_PATH_STYLE",
             ),
             (&[("SLUICE_ALERTS", "topic")], "SLUICE_ALERTS"),
+            (&[("SLUICE_QUEUE", "sluice-ingest")], "SLUICE_QUEUE"),
         ];
         for (extra, var) in cases {
             let err = parse(extra).unwrap_err();

@@ -89,6 +89,16 @@ pub trait DeadLetterSink: Send + Sync + Debug {
     /// Send one envelope. An error here means the failure is *not* recorded,
     /// so the caller must not acknowledge the event.
     async fn send(&self, envelope: &Envelope) -> Result<()>;
+
+    /// Send a message that was received but not started (deferred for lack
+    /// of time) back to the stage's own queue as a new message, with its
+    /// body and message attributes, so that the deferral does not use up one
+    /// of its receives. `Ok(false)`: this sink has no queue to send it to
+    /// (the caller reports it as a batch item failure instead).
+    async fn requeue(&self, body: &str, attributes: &[(&str, String)]) -> Result<bool> {
+        let _ = (body, attributes);
+        Ok(false)
+    }
 }
 
 /// An SQS queue as DLQ.
@@ -96,6 +106,7 @@ pub trait DeadLetterSink: Send + Sync + Debug {
 pub struct SqsDeadLetter {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    requeue_url: Option<String>,
 }
 
 impl SqsDeadLetter {
@@ -104,7 +115,15 @@ impl SqsDeadLetter {
         SqsDeadLetter {
             client,
             queue_url: queue_url.into(),
+            requeue_url: None,
         }
+    }
+
+    /// Send deferred messages back to `input_queue_url` (the stage's own
+    /// queue, `SLUICE_QUEUE`).
+    pub fn with_requeue(mut self, input_queue_url: Option<String>) -> Self {
+        self.requeue_url = input_queue_url;
+        self
     }
 }
 
@@ -142,6 +161,31 @@ impl DeadLetterSink for SqsDeadLetter {
                 crate::aws::storage_error("send DLQ envelope to", self.queue_url.clone(), e)
             })?;
         Ok(())
+    }
+
+    async fn requeue(&self, body: &str, attributes: &[(&str, String)]) -> Result<bool> {
+        let Some(url) = &self.requeue_url else {
+            return Ok(false);
+        };
+        let mut send = self.client.send_message().queue_url(url).message_body(body);
+        for (name, value) in attributes {
+            let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| {
+                    Error::other(
+                        ErrorKind::Internal,
+                        format!("cannot build the message attribute {name}"),
+                        Some(Box::new(e)),
+                    )
+                })?;
+            send = send.message_attributes(*name, attr);
+        }
+        send.send().await.map_err(|e| {
+            crate::aws::storage_error("requeue a deferred message to", url.clone(), e)
+        })?;
+        Ok(true)
     }
 }
 
@@ -244,6 +288,14 @@ impl DeadLetterSink for FileDeadLetter {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryDeadLetter {
     envelopes: Arc<Mutex<Vec<Envelope>>>,
+    requeue: Arc<Mutex<Option<Requeued>>>,
+}
+
+/// Messages a [`MemoryDeadLetter`] was asked to requeue, and whether to fail.
+#[derive(Debug, Default)]
+struct Requeued {
+    fail: bool,
+    sent: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl MemoryDeadLetter {
@@ -259,6 +311,24 @@ impl MemoryDeadLetter {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// Act as if the stage had a queue to requeue deferred messages to
+    /// (`fail`: every requeue fails transiently).
+    pub fn enable_requeue(&self, fail: bool) {
+        let mut guard = self.requeue.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = guard.take().map(|r| r.sent).unwrap_or_default();
+        *guard = Some(Requeued { fail, sent });
+    }
+
+    /// Messages requeued so far: body and attributes.
+    pub fn requeued(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.requeue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.sent.clone())
+            .unwrap_or_default()
+    }
 }
 
 #[async_trait]
@@ -269,6 +339,28 @@ impl DeadLetterSink for MemoryDeadLetter {
             .unwrap_or_else(|p| p.into_inner())
             .push(envelope.clone());
         Ok(())
+    }
+
+    async fn requeue(&self, body: &str, attributes: &[(&str, String)]) -> Result<bool> {
+        let mut guard = self.requeue.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            None => Ok(false),
+            Some(r) if r.fail => Err(Error::other(
+                ErrorKind::Transient,
+                "requeue failed (injected)",
+                None,
+            )),
+            Some(r) => {
+                r.sent.push((
+                    body.to_string(),
+                    attributes
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                ));
+                Ok(true)
+            }
+        }
     }
 }
 

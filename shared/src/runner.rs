@@ -89,9 +89,10 @@ impl Runtime {
         };
         let dlq: Arc<dyn DeadLetterSink> = match (&config.dlq, &sdk) {
             (Sink::File(path), _) => Arc::new(FileDeadLetter::new(path)),
-            (Sink::Aws(url), Some(sdk)) => {
-                Arc::new(SqsDeadLetter::new(crate::aws::sqs_client(sdk), url))
-            }
+            (Sink::Aws(url), Some(sdk)) => Arc::new(
+                SqsDeadLetter::new(crate::aws::sqs_client(sdk), url)
+                    .with_requeue(config.queue.clone()),
+            ),
             (Sink::Aws(_), None) => unreachable!("needs_aws is true for an SQS DLQ"),
         };
         let metrics: Arc<dyn MetricsSink> = if config.emf_metrics {
@@ -696,6 +697,7 @@ impl<S: Stage> Runner<S> {
         let mut deferring: Option<(Duration, Duration)> = None;
         let mut started_any = false;
         let mut deferred_messages = 0;
+        let mut requeued_messages = 0;
         for delivery in decoded.deliveries {
             let trigger::Delivery {
                 message_id,
@@ -774,6 +776,20 @@ impl<S: Stage> Runner<S> {
                     }
                 }
             }
+            if delivery_deferred && !delivery_failed && message_id.is_some() {
+                // Sent back as a new message, it is acknowledged here and
+                // keeps every one of its receives for real attempts.
+                match self.requeue(&raw).await {
+                    Ok(true) => {
+                        requeued_messages += 1;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not requeue a deferred message; reporting it as failed")
+                    }
+                }
+            }
             if delivery_failed || delivery_deferred {
                 if let Some(id) = message_id {
                     deferred_messages += usize::from(delivery_deferred);
@@ -786,6 +802,7 @@ impl<S: Stage> Runner<S> {
                 stage: &stage,
                 objects: report.deferred(),
                 messages: deferred_messages,
+                requeued: requeued_messages,
                 left,
                 need,
                 estimate: self.object_pace().estimate(),
@@ -793,6 +810,26 @@ impl<S: Stage> Runner<S> {
             .emit(self.rt.metrics.as_ref());
         }
         Ok(report)
+    }
+
+    /// Send a deferred SQS message back to the stage's queue (body and the
+    /// Sluice message attributes), if the runtime has a queue for that.
+    async fn requeue(&self, raw: &Value) -> Result<bool> {
+        let Some(body) = raw.get("body").and_then(Value::as_str) else {
+            return Ok(false);
+        };
+        let attributes: Vec<(&str, String)> =
+            [trigger::REDRIVE_ATTRIBUTE, trigger::REPROCESS_ATTRIBUTE]
+                .into_iter()
+                .filter_map(|name| {
+                    raw.get("messageAttributes")
+                        .and_then(|a| a.get(name))
+                        .and_then(|a| a.get("stringValue"))
+                        .and_then(Value::as_str)
+                        .map(|v| (name, v.to_string()))
+                })
+                .collect();
+        self.rt.dlq.requeue(body, &attributes).await
     }
 
     /// Process one object with in-process retries; route a permanent failure

@@ -402,6 +402,9 @@ pub struct ObjectsDeferred<'a> {
     pub objects: usize,
     /// SQS messages reported back as batch item failures for them.
     pub messages: usize,
+    /// SQS messages sent back to the stage's queue as new messages instead
+    /// (`SLUICE_QUEUE`), so the deferral used up none of their receives.
+    pub requeued: usize,
     /// Time left before the deadline when the runner stopped starting objects.
     pub left: Duration,
     /// Time it wanted left to start one more.
@@ -418,6 +421,7 @@ impl ObjectsDeferred<'_> {
         tracing::warn!(
             objects_deferred = self.objects,
             messages_deferred = self.messages,
+            messages_requeued = self.requeued,
             deadline_in_ms = left_ms,
             need_ms,
             estimate_ms = self.estimate.map(|e| e.as_millis() as u64),
@@ -486,6 +490,7 @@ mod tests {
             stage: "ingest",
             objects: 3,
             messages: 2,
+            requeued: 0,
             left: Duration::from_millis(900),
             need: Duration::from_secs(2),
             estimate: Some(Duration::from_secs(1)),

@@ -1088,3 +1088,50 @@ async fn a_reprocess_attribute_rebuilds_and_a_bad_one_is_dead_lettered_by_name()
         "{text}"
     );
 }
+
+/// Found by the LocalStack fault-proxy e2e: under slow S3 each invocation
+/// started one object and gave the rest of its batch back; every give-back
+/// used up a receive, so messages never tried reached the DLQ as
+/// `retries_exhausted`. With the stage's own queue known (`SLUICE_QUEUE`),
+/// a deferred message goes back as a new message (its attributes kept) and
+/// is acknowledged; without one, or when the send fails, it is a batch item
+/// failure as before.
+#[tokio::test(start_paused = true)]
+async fn a_deferred_message_is_requeued_so_it_keeps_its_receives() {
+    let h = harness();
+    let a = h.land("raw/a.txt", "SLOW a").await;
+    let b = h.land("raw/b.txt", "SLOW b").await;
+    let mut batch = sqs_batch(&[
+        ("m-a", s3_notification(std::slice::from_ref(&a))),
+        ("m-b", s3_notification(std::slice::from_ref(&b))),
+    ]);
+    batch["Records"][1]["messageAttributes"] = json!({
+        sluice::trigger::REDRIVE_ATTRIBUTE: {"stringValue": "sluice replay", "dataType": "String"}
+    });
+    let short = || Some(deadline_in(Duration::from_secs(3)));
+    h.dlq.enable_requeue(false);
+    let r = h.runner.handle(&batch, short()).await.unwrap();
+    assert!(r.failed_message_ids.is_empty(), "{r:?}");
+    assert!(
+        matches!(r.outcomes[1].1, ObjectOutcome::Deferred { .. }),
+        "{r:?}"
+    );
+    let requeued = h.dlq.requeued();
+    assert_eq!(requeued.len(), 1, "{requeued:?}");
+    assert_eq!(
+        Some(requeued[0].0.as_str()),
+        batch["Records"][1]["body"].as_str(),
+        "the same body"
+    );
+    assert_eq!(
+        requeued[0].1,
+        vec![(
+            sluice::trigger::REDRIVE_ATTRIBUTE.to_string(),
+            "sluice replay".to_string()
+        )]
+    );
+    // A failing send falls back to a batch item failure.
+    h.dlq.enable_requeue(true);
+    let r = h.runner.handle(&batch, short()).await.unwrap();
+    assert_eq!(r.failed_message_ids, vec!["m-b".to_string()], "{r:?}");
+}

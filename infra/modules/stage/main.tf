@@ -76,6 +76,7 @@ locals {
       SLUICE_OUTPUT       = local.output_url
       SLUICE_QUARANTINE   = local.quarantine_url
       SLUICE_DLQ          = aws_sqs_queue.dlq.url
+      SLUICE_QUEUE        = aws_sqs_queue.this.url
       SLUICE_CODE_VERSION = var.code_version
     },
     var.alert_topic_arn == null ? {} : { SLUICE_ALERTS = var.alert_topic_arn },
@@ -193,9 +194,11 @@ resource "aws_iam_role_policy" "this" {
           Resource = distinct([for r in concat(local.reads, local.own) : format(local.bucket_arn, r.bucket)])
         },
         {
-          Sid      = "ConsumeItsQueue"
-          Effect   = "Allow"
-          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+          Sid    = "ConsumeItsQueue"
+          Effect = "Allow"
+          # SendMessage: a message deferred for lack of time goes back as a
+          # new one (SLUICE_QUEUE), so a deferral uses up none of its receives.
+          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:SendMessage"]
           Resource = [local.queue_arn]
         },
         {
