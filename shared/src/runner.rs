@@ -1101,9 +1101,10 @@ impl<S: Stage> Runner<S> {
                     AlreadyProcessed { stage }.emit(metrics);
                     return Ok(ObjectOutcome::AlreadyProcessed);
                 }
-                let gone = SourceIdentity::of_key(&obj.bucket, &obj.key);
-                self.sweep_own(&ledger, &event_source, &BTreeSet::new(), &gone)
-                    .await?;
+                self.sweep_gone(&ledger, &event_source, replay).await?;
+            } else if replay.reprocess.is_some() {
+                // A rebuild names no version: what its generation claimed.
+                self.sweep_gone(&ledger, &event_source, replay).await?;
             }
             if cfg.upstream.is_some() {
                 // Its upstream removed it (a newer version replaced it); the
@@ -1368,6 +1369,37 @@ impl<S: Stage> Runner<S> {
         ledger.remove(owned, &keep).await
     }
 
+    /// The input is gone and this event's version never committed: nothing
+    /// of that content can commit any more, whichever generation, so remove
+    /// what any generation of it claimed (and, for a rebuild, what its own
+    /// generation claimed), except what the current manifest lists.
+    async fn sweep_gone(
+        &self,
+        ledger: &Ledger,
+        event: &SourceIdentity,
+        replay: Replay,
+    ) -> Result<usize> {
+        let known = event.etag.is_some() || event.version_id.is_some();
+        let content = event.content_tag();
+        let claims = ledger.claims(event).await?;
+        let owned: Vec<&OutputRef> = claims
+            .iter()
+            .filter(|c| {
+                let (tag, generation) = parse_claim_tag(&c.tag);
+                (known && tag == content) || replay.reprocess == Some(generation)
+            })
+            .map(|c| &c.output)
+            .collect();
+        if owned.is_empty() {
+            return Ok(0);
+        }
+        let keep: BTreeSet<OutputRef> = match ledger.read(event).await? {
+            Some((m, _)) => m.outputs.into_iter().collect(),
+            None => BTreeSet::new(),
+        };
+        ledger.remove(owned, &keep).await
+    }
+
     /// Check the upstream commit of `input`: later stages act only on
     /// committed outputs.
     async fn upstream_commit(
@@ -1623,12 +1655,14 @@ impl<S: Stage> Runner<S> {
             .await?;
         // A later rebuild of this same version may be writing now: its
         // outputs are its own (it cleans up after this one when it commits).
+        // A retraction owns them too: its input is gone.
         let own_content = source.content_tag();
+        let retracted = manifest.state == ManifestState::Retracted;
         let claims: Vec<Claim> = claims
             .into_iter()
             .filter(|c| {
                 let (content, generation) = parse_claim_tag(&c.tag);
-                content != own_content || generation <= source.generation
+                retracted || content != own_content || generation <= source.generation
             })
             .collect();
         let claimed: Vec<&OutputRef> = claims.iter().map(|c| &c.output).collect();
