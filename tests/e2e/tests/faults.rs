@@ -867,13 +867,8 @@ async fn run(ctx: &Ctx, proxy: &FaultProxy) -> Result<()> {
             .head(&landing, &u.key)
             .await?
             .with_context(|| format!("s3://{landing}/{} vanished after its upload", u.key))?;
-        let id = SourceIdentity {
-            bucket: landing.clone(),
-            key: u.key.clone(),
-            etag: Some(meta.etag.clone()),
-            version_id: None,
-            sequencer: None,
-        };
+        let mut id = SourceIdentity::of_key(&landing, &u.key);
+        id.etag = Some(meta.etag.clone());
         if u.role == Role::Older {
             older = Some(id.clone());
         }
