@@ -1,7 +1,8 @@
 //! Helpers for the end-to-end tests: the deployment under test (read from
 //! `terraform output -json` of `infra/envs/local`), SDK clients pointed at
 //! LocalStack, waits on the pipeline's commit points (manifests), and a
-//! fault-injecting S3 proxy.
+//! fault-injecting S3 proxy ([`FlakyS3`]) and a seeded one for every AWS
+//! call ([`fault::FaultProxy`]).
 //!
 //! Run by `make e2e` (part of `make test`), which starts LocalStack, deploys
 //! the real bootstrap binaries with Terraform and sets `SLUICE_E2E_OUTPUTS`.
@@ -24,6 +25,9 @@ use sluice::lineage::SourceIdentity;
 use sluice::runner::{manifest_key_in, Manifest};
 use sluice::store::s3::S3Store;
 use sluice::store::{ObjectMeta, ObjectStore, ObjectStoreExt, DEFAULT_PART_SIZE};
+
+pub mod fault;
+pub use fault::{Fault, FaultFigures, FaultProxy};
 
 /// A key prefix under `raw/trips/` no earlier run against the same
 /// LocalStack has used.
@@ -399,12 +403,24 @@ pub fn split_uri(uri: &str) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix.to_string()))
 }
 
-/// Generated trips data.
+/// Generated trips data (pickups over 3 days from 2024-01-01).
 pub fn trips(
     rows: u64,
     seed: u64,
     bad_ratio: f64,
     jsonl: bool,
+) -> Result<(Vec<u8>, sluice::sample::GenStats)> {
+    trips_over(rows, seed, bad_ratio, jsonl, 3)
+}
+
+/// Generated trips data with pickups over `days` days from 2024-01-01 (one
+/// validated partition per day).
+pub fn trips_over(
+    rows: u64,
+    seed: u64,
+    bad_ratio: f64,
+    jsonl: bool,
+    days: u32,
 ) -> Result<(Vec<u8>, sluice::sample::GenStats)> {
     let opts = sluice::sample::TripsOptions {
         rows,
@@ -415,7 +431,7 @@ pub fn trips(
         } else {
             sluice::sample::Format::Csv
         },
-        days: 3,
+        days,
         ..Default::default()
     };
     let mut out = Vec::new();
