@@ -44,12 +44,13 @@ hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS ke
 	bash scripts/test-hooks.sh
 
 .PHONY: unit
-unit: ## Unit and integration tests (no services needed; the fuzz properties at small case counts), then the simulation (200 seeds) with its figures
+unit: ## Unit and integration tests (no services needed; the fuzz properties at small case counts), then the simulation (2000 seeds, about 3 minutes on 2 cores) with its figures
 	$(CARGO) test --workspace --exclude sluice-e2e --exclude sluice-sim
 	$(CARGO) test -p sluice-sim -- --nocapture
 
-# `make unit` runs 200 seeds of the simulation and prints its summary line;
-# this is the long soak. SIM_STRICT=0 reports without failing.
+# `make unit` runs 2000 seeds of the simulation (the default of
+# tests/sim/tests/sim.rs) and prints its summary line; this is the long soak.
+# SIM_STRICT=0 reports without failing.
 SEEDS ?= 100000
 .PHONY: sim
 sim: ## Deterministic simulation soak: SEEDS seeds (default 100000) of faults, crashes and redelivery against the oracle

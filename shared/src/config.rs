@@ -232,6 +232,19 @@ fn parse_sink(var: &str, s: &str, aws_prefixes: &[&str]) -> Result<Sink> {
     ))
 }
 
+/// How a stage compresses the Parquet it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParquetCompression {
+    /// zstd at the stage's own fixed level (ingest 1, curate 3): what every
+    /// deployed stage writes, and the only setting the environment gives.
+    #[default]
+    Zstd,
+    /// No compression. Not reachable from the environment: the simulation
+    /// (`tests/sim`) sets it, because its files are a few hundred rows and
+    /// creating a zstd context per column chunk would cost most of its CPU.
+    Uncompressed,
+}
+
 /// Validated configuration, built once at cold start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -265,6 +278,9 @@ pub struct Config {
     pub max_record_bytes: usize,
     /// Multipart part size.
     pub part_size_bytes: usize,
+    /// Parquet compression of outputs: always [`ParquetCompression::Zstd`]
+    /// from the environment.
+    pub parquet_compression: ParquetCompression,
     /// Path-style S3 addressing.
     pub s3_force_path_style: bool,
     /// Stamped on outputs.
@@ -442,6 +458,7 @@ impl Config {
                 crate::store::DEFAULT_PART_SIZE,
                 crate::store::MIN_PART_SIZE,
             )?,
+            parquet_compression: ParquetCompression::Zstd,
             s3_force_path_style,
             code_version: raw
                 .code_version

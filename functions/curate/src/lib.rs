@@ -38,7 +38,7 @@ mod transform;
 
 pub use config::{CurationPlan, DedupOn, Derived, DerivedExpr, DurationUnit, Join, JoinColumn};
 pub use reference::ReferenceTable;
-pub use transform::writer_properties;
+pub use transform::{writer_properties, writer_properties_for};
 
 /// Content type of curated objects.
 pub const PARQUET_CONTENT_TYPE: &str = "application/vnd.apache.parquet";
@@ -151,7 +151,10 @@ impl Stage for Curate {
         let (tx, mut rx) = mpsc::channel(4);
         let task = {
             let location = location.clone();
-            tokio::task::spawn_blocking(move || transform::run(file, &location, &plan, tx))
+            let compression = ctx.config.parquet_compression;
+            tokio::task::spawn_blocking(move || {
+                transform::run(file, &location, &plan, compression, tx)
+            })
         };
         let mut quarantine: Option<Option<StreamedOutput>> = None;
         let mut bytes_out = 0u64;

@@ -23,6 +23,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
+use sluice::config::ParquetCompression;
 use sluice::error::ErrorKind;
 use sluice::{Error, Result};
 use tokio::sync::mpsc;
@@ -55,10 +56,21 @@ pub(crate) struct Stats {
 
 /// The fixed writer settings: identical input gives byte-identical output.
 pub fn writer_properties() -> Result<WriterProperties> {
-    let level = ZstdLevel::try_new(3)
-        .map_err(|e| Error::other(ErrorKind::Internal, "zstd level", Some(Box::new(e))))?;
+    writer_properties_for(ParquetCompression::Zstd)
+}
+
+/// The writer settings with the configured compression: zstd level 3 (what
+/// is deployed), or none (the simulation's setting).
+pub fn writer_properties_for(compression: ParquetCompression) -> Result<WriterProperties> {
+    let compression = match compression {
+        ParquetCompression::Zstd => Compression::ZSTD(
+            ZstdLevel::try_new(3)
+                .map_err(|e| Error::other(ErrorKind::Internal, "zstd level", Some(Box::new(e))))?,
+        ),
+        ParquetCompression::Uncompressed => Compression::UNCOMPRESSED,
+    };
     Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(compression)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build())
 }
@@ -404,6 +416,7 @@ pub(crate) fn run(
     file: std::fs::File,
     location: &str,
     plan: &CurationPlan,
+    compression: ParquetCompression,
     tx: mpsc::Sender<Chunk>,
 ) -> Result<Stats> {
     let corrupt = |e: parquet::errors::ParquetError| {
@@ -415,9 +428,12 @@ pub(crate) fn run(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(corrupt)?;
-    let mut writer =
-        ArrowWriter::try_new(Vec::new(), bound.schema.clone(), Some(writer_properties()?))
-            .map_err(|e| internal(location, "cannot start the Parquet writer", e))?;
+    let mut writer = ArrowWriter::try_new(
+        Vec::new(),
+        bound.schema.clone(),
+        Some(writer_properties_for(compression)?),
+    )
+    .map_err(|e| internal(location, "cannot start the Parquet writer", e))?;
     let mut stats = Stats::default();
     let mut seen = SeenIds::default();
     let mut quarantine: Vec<u8> = Vec::new();

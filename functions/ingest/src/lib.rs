@@ -143,6 +143,7 @@ impl Stage for Ingest {
             max_ratio: ctx.config.max_decompression_ratio,
             max_record_bytes: ctx.config.max_record_bytes,
             file_name: format!("{id}.parquet"),
+            compression: ctx.config.parquet_compression,
         };
         let input = ctx.open_input().await?;
         let reader = SyncIoBridge::new(input.into_async_read());

@@ -16,6 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use sluice::config::ParquetCompression;
 use sluice::contract::{Contract, FieldType, Granularity, Value};
 use sluice::{Error, ErrorKind};
 use tokio::sync::mpsc::Sender;
@@ -154,6 +155,8 @@ pub struct Pipeline {
     pub max_record_bytes: usize,
     /// File name of every output (`<object id>.parquet`).
     pub file_name: String,
+    /// Parquet compression (zstd level 1 unless the simulation asks for none).
+    pub compression: ParquetCompression,
 }
 
 fn input_error(uri: &str, reason: impl Into<String>) -> Error {
@@ -258,13 +261,17 @@ impl<'a> Sink<'a> {
             fields.len() - 1,
             ArrowField::new("_source", DataType::Utf8, false),
         );
-        let zstd = ZstdLevel::try_new(1)
-            .map_err(|e| Error::other(ErrorKind::Internal, format!("zstd level: {e}"), None))?;
+        let compression = match p.compression {
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| {
+                Error::other(ErrorKind::Internal, format!("zstd level: {e}"), None)
+            })?),
+            ParquetCompression::Uncompressed => Compression::UNCOMPRESSED,
+        };
         // Dictionary encoding pays off for low-cardinality columns only; for
         // timestamps, floats, record ids and line numbers it costs CPU and
         // memory and then falls back to plain anyway.
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(zstd))
+            .set_compression(compression)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Chunk);
         // Interning every value costs more CPU than the whole CSV parse, so

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
-use sluice::config::{Config, RawConfig};
+use sluice::config::{Config, ParquetCompression, RawConfig};
 use sluice::contract::Registry;
 use sluice::runner::{is_internal_key, manifest_key_in, InvocationReport, ObjectOutcome};
 use sluice::sample::{write_trips, Format, NaiveDate, TripsOptions};
@@ -275,7 +275,11 @@ pub struct Runners {
 /// The configuration of a stage in the local layout (as `local_config`),
 /// with in-process retries immediate: the runner's backoff jitter comes from
 /// the thread RNG, which no seed controls, so the sim sets both delays to 0
-/// (the simulated store latency still spaces attempts out).
+/// (the simulated store latency still spaces attempts out). Parquet is
+/// written uncompressed: the files are tiny, and a zstd context per column
+/// chunk (created by every Parquet column writer and reader) cost more CPU
+/// than everything else a seed does; the codec is no part of the protocol,
+/// and the oracle runs with the same configuration.
 pub fn stage_config(stage: &str) -> sluice::Result<Config> {
     let i = STAGES.iter().position(|s| *s == stage).unwrap_or(0);
     let input = if i == 0 {
@@ -297,6 +301,7 @@ pub fn stage_config(stage: &str) -> sluice::Result<Config> {
     )?;
     config.retry.base_delay = Duration::ZERO;
     config.retry.max_delay = Duration::ZERO;
+    config.parquet_compression = ParquetCompression::Uncompressed;
     Ok(config)
 }
 

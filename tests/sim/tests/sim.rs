@@ -16,11 +16,15 @@ use sluice::store::{ObjectStore, PutMode, PutOptions};
 use sluice_sim::store::FaultKind;
 use sluice_sim::{check, report, run_seed, sim, SeedResult, SimConfig};
 
-/// Seeds per `cargo test` run: about a minute on two cores in the debug
-/// test profile. A seed costs about 0.5 s of CPU, 38% of it zstd contexts
-/// that parquet-rs creates per column writer; issue 10 asks for 2,000
-/// seeds in about three minutes, which needs that cost gone first.
-const DEFAULT_SEEDS: u64 = 200;
+/// Seeds per `cargo test` run (issue 10: at least 2,000 in about three
+/// minutes). A seed costs about 0.18 s of CPU in the test profile, so this
+/// is about 3 minutes on two otherwise idle cores. What made that possible:
+/// Parquet written uncompressed in the sim (zstd contexts per column chunk
+/// were ~27% of a seed), HyperLogLog estimates without a pass over all
+/// registers (~25%), the pipeline crates at opt-level 1 (~1.8x), and four
+/// seeds per core (a seed idles whenever it hands over to or from a
+/// blocking thread).
+const DEFAULT_SEEDS: u64 = 2000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -154,10 +158,11 @@ fn simulate() {
     };
     let threads = env_u64("SIM_THREADS")
         .map(|t| t.max(1) as usize)
-        // Two seeds per core: a seed's invocation hands over between its
-        // runtime and the stage's blocking thread at every store call, so
-        // one seed per core leaves about half of the CPU idle.
-        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(2, |n| n.get()))
+        // Four seeds per core: a seed's invocation hands over between its
+        // runtime and the stage's blocking thread at every store call and
+        // every chunk of a file, so one seed per core leaves about half of
+        // the CPU idle, and two still left a fifth of it.
+        .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()))
         .min(seeds.len().max(1));
     let started = std::time::Instant::now();
     let next = Arc::new(AtomicU64::new(0));
