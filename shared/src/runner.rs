@@ -902,13 +902,14 @@ impl<S: Stage> Runner<S> {
                                     // version produced outlives it. If that
                                     // fails, the redelivery (which finds the
                                     // marker) commits it.
+                                    // (An input gone mid-read still owes the sweep of
+                                    // what it wrote: retried too.)
                                     match self.commit_dead_letter(obj, replay).await {
                                         Ok(()) => ObjectOutcome::DeadLettered(err),
-                                        Err(e) if err.kind() != ErrorKind::NotFound => {
+                                        Err(e) => {
                                             tracing::warn!(error = %e, "dead-lettered, but could not commit that yet");
                                             ObjectOutcome::Failed(e)
                                         }
-                                        Err(_) => ObjectOutcome::DeadLettered(err),
                                     }
                                 }
                                 // Not recorded anywhere: it must be redelivered, not acknowledged.
@@ -1682,6 +1683,12 @@ impl<S: Stage> Runner<S> {
     async fn commit_dead_letter(&self, obj: &ObjectRef, replay: Replay) -> Result<()> {
         let cfg = &self.rt.config;
         let Some(now) = self.current(obj).await? else {
+            // Gone (often the cause: deleted mid-read): nothing can commit
+            // this version any more, so what it wrote is removed.
+            let event = SourceIdentity::from_event(obj, None);
+            if event.etag.is_some() || event.version_id.is_some() || replay.reprocess.is_some() {
+                self.sweep_gone(&self.ledger(), &event, replay).await?;
+            }
             return Ok(());
         };
         let event = SourceIdentity::from_event(obj, None);
