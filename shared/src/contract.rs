@@ -105,25 +105,88 @@ pub enum Value {
 impl Value {
     /// A number to compare with bounds and other fields.
     pub fn as_f64(&self) -> Option<f64> {
+        self.as_ref().as_f64()
+    }
+
+    /// Order two values: exactly when they have the same numeric variant
+    /// (no i128 → f64 conversion on the hot path), else through `as_f64`.
+    pub fn partial_cmp_num(&self, other: &Value) -> Option<std::cmp::Ordering> {
+        self.as_ref().partial_cmp_num(other.as_ref())
+    }
+
+    /// The value, borrowed.
+    pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
-            Value::Int(v) => Some(*v as f64),
-            Value::Float(v) => Some(*v),
-            Value::Timestamp(v) => Some(*v as f64),
-            Value::Date(v) => Some(*v as f64),
-            Value::Decimal(v) => Some(*v as f64),
+            Value::Null => ValueRef::Null,
+            Value::Str(s) => ValueRef::Str(s),
+            Value::Int(v) => ValueRef::Int(*v),
+            Value::Float(v) => ValueRef::Float(*v),
+            Value::Bool(v) => ValueRef::Bool(*v),
+            Value::Timestamp(v) => ValueRef::Timestamp(*v),
+            Value::Date(v) => ValueRef::Date(*v),
+            Value::Decimal(v) => ValueRef::Decimal(*v),
+        }
+    }
+}
+
+/// A parsed, typed value that borrows its text from the input: what the
+/// ingest hot path parses and checks, so that a row costs no allocation.
+/// [`Value`] is the owned form.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// Missing.
+    Null,
+    /// Text.
+    Str(&'a str),
+    /// Integer.
+    Int(i64),
+    /// Float.
+    Float(f64),
+    /// Boolean.
+    Bool(bool),
+    /// UTC microseconds since the epoch.
+    Timestamp(i64),
+    /// Days since the epoch.
+    Date(i32),
+    /// Unscaled decimal.
+    Decimal(i128),
+}
+
+impl ValueRef<'_> {
+    /// The owned value.
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Str(s) => Value::Str(s.to_string()),
+            ValueRef::Int(v) => Value::Int(v),
+            ValueRef::Float(v) => Value::Float(v),
+            ValueRef::Bool(v) => Value::Bool(v),
+            ValueRef::Timestamp(v) => Value::Timestamp(v),
+            ValueRef::Date(v) => Value::Date(v),
+            ValueRef::Decimal(v) => Value::Decimal(v),
+        }
+    }
+
+    /// A number to compare with bounds and other fields.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            ValueRef::Int(v) => Some(v as f64),
+            ValueRef::Float(v) => Some(v),
+            ValueRef::Timestamp(v) => Some(v as f64),
+            ValueRef::Date(v) => Some(f64::from(v)),
+            ValueRef::Decimal(v) => Some(v as f64),
             _ => None,
         }
     }
 
     /// Order two values: exactly when they have the same numeric variant
     /// (no i128 → f64 conversion on the hot path), else through `as_f64`.
-    pub fn partial_cmp_num(&self, other: &Value) -> Option<std::cmp::Ordering> {
+    pub fn partial_cmp_num(self, other: ValueRef<'_>) -> Option<std::cmp::Ordering> {
         match (self, other) {
-            (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => {
-                Some(a.cmp(b))
-            }
-            (Value::Decimal(a), Value::Decimal(b)) => Some(a.cmp(b)),
-            (Value::Date(a), Value::Date(b)) => Some(a.cmp(b)),
+            (ValueRef::Int(a), ValueRef::Int(b))
+            | (ValueRef::Timestamp(a), ValueRef::Timestamp(b)) => Some(a.cmp(&b)),
+            (ValueRef::Decimal(a), ValueRef::Decimal(b)) => Some(a.cmp(&b)),
+            (ValueRef::Date(a), ValueRef::Date(b)) => Some(a.cmp(&b)),
             _ => self.as_f64()?.partial_cmp(&other.as_f64()?),
         }
     }
@@ -724,22 +787,35 @@ impl Field {
     /// Parse one raw value (empty means null) and check it against the
     /// field's constraints. The error is the quarantine reason.
     pub fn parse_checked(&self, raw: &[u8]) -> std::result::Result<Value, String> {
-        let v = self.parse(raw)?;
-        if matches!(v, Value::Null) {
+        self.parse_checked_ref(raw).map(ValueRef::to_value)
+    }
+
+    /// [`Field::parse_checked`] without copying text out of `raw`.
+    pub fn parse_checked_ref<'a>(
+        &self,
+        raw: &'a [u8],
+    ) -> std::result::Result<ValueRef<'a>, String> {
+        let v = self.parse_ref(raw)?;
+        if matches!(v, ValueRef::Null) {
             return if self.nullable {
                 Ok(v)
             } else {
                 Err(format!("{}: missing value", self.name))
             };
         }
-        self.check(&v)?;
+        self.check_ref(v)?;
         Ok(v)
     }
 
     /// Check a parsed non-null value against min, max, allowed and pattern.
     pub fn check(&self, v: &Value) -> std::result::Result<(), String> {
+        self.check_ref(v.as_ref())
+    }
+
+    /// [`Field::check`] of a borrowed value.
+    pub fn check_ref(&self, v: ValueRef<'_>) -> std::result::Result<(), String> {
         if let Some(allowed) = &self.allowed {
-            if !allowed.contains(v) {
+            if !allowed.iter().any(|a| a.as_ref() == v) {
                 return Err(format!(
                     "{}: {} is not an allowed value",
                     self.name,
@@ -748,26 +824,26 @@ impl Field {
             }
         }
         if let Some(min) = &self.min {
-            if v.partial_cmp_num(min) == Some(std::cmp::Ordering::Less) {
+            if v.partial_cmp_num(min.as_ref()) == Some(std::cmp::Ordering::Less) {
                 return Err(format!(
                     "{}: {} is below the minimum {}",
                     self.name,
                     display(v),
-                    display(min)
+                    display(min.as_ref())
                 ));
             }
         }
         if let Some(max) = &self.max {
-            if v.partial_cmp_num(max) == Some(std::cmp::Ordering::Greater) {
+            if v.partial_cmp_num(max.as_ref()) == Some(std::cmp::Ordering::Greater) {
                 return Err(format!(
                     "{}: {} is above the maximum {}",
                     self.name,
                     display(v),
-                    display(max)
+                    display(max.as_ref())
                 ));
             }
         }
-        if let (Some(p), Value::Str(s)) = (&self.pattern, v) {
+        if let (Some(p), ValueRef::Str(s)) = (&self.pattern, v) {
             if !p.is_match(s) {
                 return Err(format!(
                     "{}: {s:?} does not match the pattern {}",
@@ -781,9 +857,14 @@ impl Field {
 
     /// Parse one raw value by type only. Empty (after trimming) is null.
     pub fn parse(&self, raw: &[u8]) -> std::result::Result<Value, String> {
+        self.parse_ref(raw).map(ValueRef::to_value)
+    }
+
+    /// [`Field::parse`] without copying text out of `raw`.
+    pub fn parse_ref<'a>(&self, raw: &'a [u8]) -> std::result::Result<ValueRef<'a>, String> {
         let raw = raw.trim_ascii();
         if raw.is_empty() {
-            return Ok(Value::Null);
+            return Ok(ValueRef::Null);
         }
         let utf8 =
             || std::str::from_utf8(raw).map_err(|_| format!("{}: not valid UTF-8", self.name));
@@ -794,16 +875,16 @@ impl Field {
             Err(_) => format!("{}: not valid UTF-8", self.name),
         };
         Ok(match &self.ty {
-            FieldType::String => Value::Str(utf8()?.to_string()),
-            FieldType::Int => Value::Int(parse_int(raw).ok_or_else(|| fail("an integer"))?),
+            FieldType::String => ValueRef::Str(utf8()?),
+            FieldType::Int => ValueRef::Int(parse_int(raw).ok_or_else(|| fail("an integer"))?),
             FieldType::Float => {
                 let f: f64 = utf8()?.parse().map_err(|_| fail("a number"))?;
                 if !f.is_finite() {
                     return Err(fail("a finite number"));
                 }
-                Value::Float(f)
+                ValueRef::Float(f)
             }
-            FieldType::Bool => Value::Bool(match utf8()? {
+            FieldType::Bool => ValueRef::Bool(match utf8()? {
                 "true" | "TRUE" | "True" | "1" | "Y" | "y" | "yes" => true,
                 "false" | "FALSE" | "False" | "0" | "N" | "n" | "no" => false,
                 _ => return Err(fail("a boolean")),
@@ -814,16 +895,16 @@ impl Field {
             } => {
                 let local = parse_timestamp(raw, format)
                     .ok_or_else(|| fail(&format!("a timestamp in {format}")))?;
-                Value::Timestamp(local - i64::from(*offset_secs) * 1_000_000)
+                ValueRef::Timestamp(local - i64::from(*offset_secs) * 1_000_000)
             }
             FieldType::Date { format } => {
                 let d = NaiveDate::parse_from_str(utf8()?, format)
                     .map_err(|_| fail(&format!("a date in {format}")))?;
-                Value::Date(
+                ValueRef::Date(
                     (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32,
                 )
             }
-            FieldType::Decimal { precision, scale } => Value::Decimal(
+            FieldType::Decimal { precision, scale } => ValueRef::Decimal(
                 parse_decimal(raw, *precision, *scale)
                     .ok_or_else(|| fail(&format!("a decimal({precision},{scale})")))?,
             ),
@@ -831,18 +912,18 @@ impl Field {
     }
 }
 
-fn display(v: &Value) -> String {
+fn display(v: ValueRef<'_>) -> String {
     match v {
-        Value::Null => "null".into(),
-        Value::Str(s) => format!("{s:?}"),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Timestamp(us) => chrono::DateTime::from_timestamp_micros(*us)
+        ValueRef::Null => "null".into(),
+        ValueRef::Str(s) => format!("{s:?}"),
+        ValueRef::Int(i) => i.to_string(),
+        ValueRef::Float(f) => f.to_string(),
+        ValueRef::Bool(b) => b.to_string(),
+        ValueRef::Timestamp(us) => chrono::DateTime::from_timestamp_micros(us)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|| us.to_string()),
-        Value::Date(d) => d.to_string(),
-        Value::Decimal(d) => d.to_string(),
+        ValueRef::Date(d) => d.to_string(),
+        ValueRef::Decimal(d) => d.to_string(),
     }
 }
 
