@@ -84,7 +84,10 @@ fn bump_fare(file: &Path, row: usize) -> (String, String, String) {
             .with_precision_and_scale(precision, scale)
             .unwrap();
         changed = Some((
-            b.column(id).as_string::<i32>().value(row).to_string(),
+            sluice::lineage::record_ids_as_text(b.column(id))
+                .unwrap()
+                .value(row)
+                .to_string(),
             fares.value_as_string(row),
             new.value_as_string(row),
         ));

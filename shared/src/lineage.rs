@@ -388,6 +388,40 @@ pub fn freshness(existing: &SourceIdentity, incoming: &SourceIdentity) -> Freshn
     }
 }
 
+/// Record ids (`_record_id`) as text: ingest's 16-byte binary ids as their
+/// 32 lower-case hex digits, any other column cast to text.
+pub fn record_ids_as_text(
+    ids: &arrow::array::ArrayRef,
+) -> std::result::Result<arrow::array::StringArray, arrow::error::ArrowError> {
+    use arrow::array::{Array, AsArray, StringBuilder};
+    use std::fmt::Write;
+    match ids.data_type() {
+        arrow::datatypes::DataType::FixedSizeBinary(_) => {
+            let ids = ids.as_fixed_size_binary();
+            let mut out = StringBuilder::with_capacity(ids.len(), ids.len() * 32);
+            let mut text = String::with_capacity(32);
+            for id in ids.iter() {
+                match id {
+                    Some(bytes) => {
+                        text.clear();
+                        for b in bytes {
+                            let _ = write!(text, "{b:02x}");
+                        }
+                        out.append_value(&text);
+                    }
+                    None => out.append_null(),
+                }
+            }
+            Ok(out.finish())
+        }
+        _ => Ok(
+            arrow::compute::cast(ids, &arrow::datatypes::DataType::Utf8)?
+                .as_string::<i32>()
+                .clone(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

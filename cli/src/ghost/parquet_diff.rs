@@ -559,13 +559,14 @@ impl Side {
                 self.current = None;
                 return Ok(None);
             };
-            let ids =
-                match self.id_col {
-                    Some(i) => Some(cast(batch.column(i), &DataType::Utf8).with_context(|| {
+            let ids = match self.id_col {
+                Some(i) => Some(Arc::new(
+                    sluice::lineage::record_ids_as_text(batch.column(i)).with_context(|| {
                         format!("{}: the record id column is not text", self.name)
-                    })?),
-                    None => None,
-                };
+                    })?,
+                ) as ArrayRef),
+                None => None,
+            };
             self.seq += 1;
             self.current = Some(Arc::new(Batch {
                 seq: self.seq,

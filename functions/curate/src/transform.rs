@@ -154,6 +154,12 @@ fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
+/// A record id column: ingest's 16 bytes of binary, or text (32 hex digits
+/// in files ingest wrote before, or any text a producer chose).
+fn is_id(t: &DataType) -> bool {
+    is_text(t) || *t == DataType::FixedSizeBinary(16)
+}
+
 impl<'p> Bound<'p> {
     fn new(plan: &'p CurationPlan, input: &Schema, location: &str) -> Result<Self> {
         let wrong = |reason: String| Error::invalid_input(location, reason);
@@ -175,11 +181,14 @@ impl<'p> Bound<'p> {
         let record_id = input
             .index_of(RECORD_ID)
             .ok()
-            .filter(|&i| is_text(input.field(i).data_type()));
+            .filter(|&i| is_id(input.field(i).data_type()));
         let dedup = match (plan.dedup, &plan.dedup_on) {
             (false, _) => None,
             (true, DedupOn::RecordId) => Some(DedupBy::RecordId(find(
-                RECORD_ID, "dedup", "text", &is_text,
+                RECORD_ID,
+                "dedup",
+                "text or 16-byte binary",
+                &is_id,
             )?)),
             (true, DedupOn::Columns(columns)) => {
                 let indices = columns
@@ -206,7 +215,7 @@ impl<'p> Bound<'p> {
         let source = input
             .index_of(SOURCE)
             .ok()
-            .filter(|&i| is_text(input.field(i).data_type()));
+            .filter(|&i| is_id(input.field(i).data_type()));
         let mut derived = Vec::with_capacity(plan.derived.len());
         for (n, d) in plan.derived.iter().enumerate() {
             let need = format!("derived column {:?}", d.name);
@@ -393,6 +402,15 @@ impl SeenIds {
         self.seen.insert(Self::key(id))
     }
 
+    /// Whether a 16-byte binary id is new (and remember it); the same id
+    /// as 32 hex digits is the same key.
+    fn insert_binary(&mut self, id: &[u8]) -> bool {
+        match <[u8; 16]>::try_from(id) {
+            Ok(b) => self.seen.insert(u128::from_be_bytes(b)),
+            Err(_) => self.seen.insert(xxhash_rust::xxh3::xxh3_128(id)),
+        }
+    }
+
     /// Whether a row (its encoded key columns) is new (and remember it).
     fn insert_row(&mut self, row: &[u8]) -> bool {
         self.seen.insert(xxhash_rust::xxh3::xxh3_128(row))
@@ -494,13 +512,21 @@ fn dedup(
     quarantine: &mut Vec<u8>,
 ) -> std::result::Result<(RecordBatch, u64), ArrowError> {
     let keep: BooleanArray = match by {
-        DedupBy::RecordId(rid) => {
-            let ids = cast(batch.column(*rid), &DataType::Utf8)?;
-            ids.as_string::<i32>()
+        DedupBy::RecordId(rid) => match batch.column(*rid).data_type() {
+            DataType::FixedSizeBinary(16) => batch
+                .column(*rid)
+                .as_fixed_size_binary()
                 .iter()
-                .map(|id| Some(id.is_none_or(|id| seen.insert(id))))
-                .collect()
-        }
+                .map(|id| Some(id.is_none_or(|id| seen.insert_binary(id))))
+                .collect(),
+            _ => {
+                let ids = cast(batch.column(*rid), &DataType::Utf8)?;
+                ids.as_string::<i32>()
+                    .iter()
+                    .map(|id| Some(id.is_none_or(|id| seen.insert(id))))
+                    .collect()
+            }
+        },
         DedupBy::Columns(indices, converter) => {
             let columns: Vec<ArrayRef> = indices.iter().map(|&i| batch.column(i).clone()).collect();
             let rows = converter.convert_columns(&columns)?;
@@ -515,9 +541,8 @@ fn dedup(
     }
     let ids: Option<StringArray> = bound
         .record_id
-        .map(|i| cast(batch.column(i), &DataType::Utf8))
-        .transpose()?
-        .map(|a| a.as_string::<i32>().clone());
+        .map(|i| sluice::lineage::record_ids_as_text(batch.column(i)))
+        .transpose()?;
     let lines: Option<Int64Array> = bound
         .line
         .map(|i| cast(batch.column(i), &DataType::Int64))
@@ -560,6 +585,15 @@ mod tests {
         assert_ne!(SeenIds::key(&a.to_uppercase()), SeenIds::key(a));
         assert_ne!(SeenIds::key("x"), SeenIds::key("y"));
         let mut s = SeenIds::default();
+        assert!(s.insert(a));
+        let bin = 0x0123456789abcdef0123456789abcdef_u128.to_be_bytes(); // pragma: allowlist secret
+        assert!(!s.insert_binary(&bin), "binary and hex forms are one id");
+        let ids: ArrayRef =
+            Arc::new(arrow::array::FixedSizeBinaryArray::try_from_iter([bin].into_iter()).unwrap());
+        assert_eq!(
+            sluice::lineage::record_ids_as_text(&ids).unwrap().value(0),
+            a
+        );
         assert!(s.insert("k1"));
         assert!(!s.insert("k1"));
         assert!(s.insert("k2"));

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray, Float64Array,
+    Int64Array, StringArray, TimestampMicrosecondArray,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use sluice::contract::{FieldType, Value};
+use sluice::contract::{FieldType, ValueRef};
 
 /// The values of one column for the rows of a batch.
 #[derive(Debug)]
@@ -27,6 +27,8 @@ pub enum Values {
     Dec(Vec<i128>, u8, i8),
     /// Utf8: end offsets and bytes.
     Str(Vec<i32>, Vec<u8>),
+    /// FixedSizeBinary(16): 128-bit ids, big-endian.
+    Id(Vec<u8>),
 }
 
 /// One column: values plus validity.
@@ -61,9 +63,13 @@ impl Column {
         }
     }
 
-    /// A Utf8 column (record ids, lineage).
-    pub fn utf8(capacity: usize) -> Self {
-        Column::new(&FieldType::String, false, capacity)
+    /// A non-null FixedSizeBinary(16) column of 128-bit ids.
+    pub fn id(capacity: usize) -> Self {
+        Column {
+            values: Values::Id(Vec::with_capacity(capacity * 16)),
+            valid: Vec::with_capacity(capacity),
+            nullable: false,
+        }
     }
 
     /// A non-null Int64 column.
@@ -72,16 +78,16 @@ impl Column {
     }
 
     /// Append a parsed value (already checked against the field's type).
-    pub fn push(&mut self, v: &Value) {
-        let valid = !matches!(v, Value::Null);
+    pub fn push(&mut self, v: ValueRef<'_>) {
+        let valid = !matches!(v, ValueRef::Null);
         match (&mut self.values, v) {
-            (Values::Int(c), Value::Int(x)) => c.push(*x),
-            (Values::Float(c), Value::Float(x)) => c.push(*x),
-            (Values::Bool(c), Value::Bool(x)) => c.push(*x),
-            (Values::Ts(c), Value::Timestamp(x)) => c.push(*x),
-            (Values::Date(c), Value::Date(x)) => c.push(*x),
-            (Values::Dec(c, _, _), Value::Decimal(x)) => c.push(*x),
-            (Values::Str(off, data), Value::Str(s)) => {
+            (Values::Int(c), ValueRef::Int(x)) => c.push(x),
+            (Values::Float(c), ValueRef::Float(x)) => c.push(x),
+            (Values::Bool(c), ValueRef::Bool(x)) => c.push(x),
+            (Values::Ts(c), ValueRef::Timestamp(x)) => c.push(x),
+            (Values::Date(c), ValueRef::Date(x)) => c.push(x),
+            (Values::Dec(c, _, _), ValueRef::Decimal(x)) => c.push(x),
+            (Values::Str(off, data), ValueRef::Str(s)) => {
                 data.extend_from_slice(s.as_bytes());
                 off.push(data.len() as i32);
             }
@@ -92,21 +98,16 @@ impl Column {
             (Values::Date(c), _) => c.push(0),
             (Values::Dec(c, _, _), _) => c.push(0),
             (Values::Str(off, data), _) => off.push(data.len() as i32),
+            (Values::Id(c), _) => c.extend_from_slice(&[0; 16]),
         }
         self.valid.push(valid);
     }
 
-    /// Append a 128-bit id as 32 lower-case hex digits (for Utf8 columns),
-    /// without going through `fmt`.
-    pub fn push_hex128(&mut self, id: u128) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        if let Values::Str(off, data) = &mut self.values {
-            let mut digits = [0u8; 32];
-            for (i, d) in digits.iter_mut().enumerate() {
-                *d = HEX[((id >> (124 - 4 * i)) & 0xf) as usize];
-            }
-            data.extend_from_slice(&digits);
-            off.push(data.len() as i32);
+    /// Append a 128-bit id as 16 big-endian bytes (for id columns): the
+    /// bytes read in order are the id's 32 hex digits.
+    pub fn push_id(&mut self, id: u128) {
+        if let Values::Id(c) = &mut self.values {
+            c.extend_from_slice(&id.to_be_bytes());
             self.valid.push(true);
         }
     }
@@ -153,6 +154,13 @@ impl Column {
                     .with_precision_and_scale(*p, *s)
                     .unwrap_or_else(|_| Decimal128Array::from(Vec::<i128>::new())),
             ),
+            Values::Id(c) => {
+                let data = std::mem::take(c);
+                match FixedSizeBinaryArray::try_new(16, data.into(), nulls) {
+                    Ok(a) => Arc::new(a),
+                    Err(_) => Arc::new(FixedSizeBinaryArray::new_null(16, 0)),
+                }
+            }
             Values::Str(off, data) => {
                 let mut offsets = Vec::with_capacity(off.len() + 1);
                 offsets.push(0i32);
@@ -179,22 +187,23 @@ mod tests {
     use arrow::array::Array;
 
     #[test]
-    fn hex_ids_match_the_formatter() {
+    fn ids_are_their_hex_digits_in_order() {
         let ids = [
             0u128,
             1,
             0xdead_beef,
             u128::MAX,
-            0x0123_4567_89ab_cdef_0fed_cba9_8765_4321,
+            0x0123_4567_89ab_cdef_0fed_cba9_8765_4321, // pragma: allowlist secret
         ];
-        let mut col = Column::utf8(4);
+        let mut col = Column::id(4);
         for id in ids {
-            col.push_hex128(id);
+            col.push_id(id);
         }
         let arr = col.take_array();
-        let arr = arr.as_any().downcast_ref::<StringArray>().unwrap();
+        let arr = arr.as_any().downcast_ref::<FixedSizeBinaryArray>().unwrap();
+        assert_eq!(arr.len(), ids.len());
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(arr.value(i), format!("{id:032x}"));
+            assert_eq!(hex::encode(arr.value(i)), format!("{id:032x}"));
         }
     }
 }

@@ -14,6 +14,7 @@ use sluice::{Counts, Error, ErrorKind, ObjectContext, Stage};
 use tokio_util::io::SyncIoBridge;
 
 mod columns;
+mod json_row;
 pub mod pipeline;
 mod records;
 

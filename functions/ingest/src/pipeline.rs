@@ -17,11 +17,12 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sluice::config::ParquetCompression;
-use sluice::contract::{Contract, FieldType, Granularity, Value};
+use sluice::contract::{Contract, FieldType, Granularity, ValueRef};
 use sluice::{Error, ErrorKind};
 use tokio::sync::mpsc::Sender;
 
 use crate::columns::Column;
+use crate::json_row::{Bad, JsonRow};
 use crate::records::{cap_raw, CsvRecords, Lines, MAX_HELD_FIELDS, RAW_CAP};
 
 /// Rows per Arrow batch.
@@ -38,43 +39,6 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 const PENDING_BUDGET: usize = 32 * 1024 * 1024;
 /// Quarantine bytes buffered before they are sent on.
 const QUARANTINE_CHUNK: usize = 1024 * 1024;
-
-/// A JSON object as parsed, and the keys it names more than once (serde's
-/// map keeps the last value of a repeated key without a word).
-struct Object {
-    map: serde_json::Map<String, serde_json::Value>,
-    repeated: Vec<String>,
-}
-
-impl<'de> serde::Deserialize<'de> for Object {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Object;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Object, A::Error> {
-                let mut obj = Object {
-                    map: serde_json::Map::new(),
-                    repeated: Vec::new(),
-                };
-                while let Some(key) = a.next_key::<String>()? {
-                    let value = a.next_value()?;
-                    if obj.map.contains_key(&key) {
-                        if !obj.repeated.contains(&key) {
-                            obj.repeated.push(key);
-                        }
-                    } else {
-                        obj.map.insert(key, value);
-                    }
-                }
-                Ok(obj)
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +121,13 @@ pub struct Pipeline {
     pub file_name: String,
     /// Parquet compression (zstd level 1 unless the simulation asks for none).
     pub compression: ParquetCompression,
+}
+
+/// An empty row of values that keeps `row`'s allocation: the values of
+/// one row borrow that row's input, so each row gets the vector anew.
+fn recycle<'b>(mut row: Vec<ValueRef<'_>>) -> Vec<ValueRef<'b>> {
+    row.clear();
+    row.into_iter().map(|_| ValueRef::Null).collect()
 }
 
 fn input_error(uri: &str, reason: impl Into<String>) -> Error {
@@ -254,7 +225,11 @@ impl<'a> Sink<'a> {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.push(ArrowField::new("_record_id", DataType::Utf8, false));
+        fields.push(ArrowField::new(
+            "_record_id",
+            DataType::FixedSizeBinary(16),
+            false,
+        ));
         fields.push(ArrowField::new("_line", DataType::Int64, false));
         let pending_schema = Arc::new(Schema::new(fields.clone()));
         fields.insert(
@@ -286,8 +261,10 @@ impl<'a> Sink<'a> {
         for name in ["_record_id", "_line"] {
             props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
         }
+        // Record ids are hashes: zstd finds nothing to take out of them.
         let props = props
             .set_column_encoding(ColumnPath::from("_line"), Encoding::DELTA_BINARY_PACKED)
+            .set_column_compression(ColumnPath::from("_record_id"), Compression::UNCOMPRESSED)
             .build();
         Ok(Sink {
             p,
@@ -300,7 +277,7 @@ impl<'a> Sink<'a> {
                 .iter()
                 .map(|f| Column::new(&f.ty, f.nullable, BATCH_ROWS))
                 .collect(),
-            record_ids: Column::utf8(BATCH_ROWS),
+            record_ids: Column::id(BATCH_ROWS),
             lines: Column::int(BATCH_ROWS),
             row_partition: Vec::with_capacity(BATCH_ROWS),
             partition_keys: Vec::new(),
@@ -323,12 +300,12 @@ impl<'a> Sink<'a> {
         })
     }
 
-    fn partition_of(&mut self, row: &[Value]) -> u32 {
+    fn partition_of(&mut self, row: &[ValueRef<'_>]) -> u32 {
         let c = &self.p.contract;
         let Some(part) = &c.partition else { return 0 };
         let days = match row[part.field] {
-            Value::Timestamp(us) => us.div_euclid(86_400_000_000),
-            Value::Date(d) => i64::from(d),
+            ValueRef::Timestamp(us) => us.div_euclid(86_400_000_000),
+            ValueRef::Date(d) => i64::from(d),
             _ => 0,
         };
         // Rows come in runs of the same day: look up by day number and
@@ -355,12 +332,12 @@ impl<'a> Sink<'a> {
         i
     }
 
-    fn accept(&mut self, row: &[Value], record_id: u128, line: u64) -> Result<(), Error> {
+    fn accept(&mut self, row: &[ValueRef<'_>], record_id: u128, line: u64) -> Result<(), Error> {
         let part = self.partition_of(row);
         for (col, v) in self.columns.iter_mut().zip(row) {
-            col.push(v);
+            col.push(*v);
         }
-        self.record_ids.push_hex128(record_id);
+        self.record_ids.push_id(record_id);
         self.lines.push_int(line as i64);
         self.row_partition.push(part);
         self.stats.rows_out += 1;
@@ -619,52 +596,57 @@ impl Pipeline {
 
     /// The record id: a hash of the parsed natural-key values (so `2` and
     /// `2.0`, CSV and JSON, agree), else of the source identity and line.
-    fn record_id(&self, row: &[Value], line: u64) -> u128 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
+    /// The hashed bytes are gathered in `buf` (reused: no allocation per
+    /// row) and hashed at once, which gives the digest a streaming hash of
+    /// the same bytes would.
+    fn record_id(&self, row: &[ValueRef<'_>], line: u64, buf: &mut Vec<u8>) -> u128 {
         let key = &self.contract.natural_key;
+        buf.clear();
         if key.is_empty() {
-            h.update(self.record_seed.as_bytes());
-            h.update(&line.to_le_bytes());
+            buf.extend_from_slice(self.record_seed.as_bytes());
+            buf.extend_from_slice(&line.to_le_bytes());
         } else {
             for &i in key {
-                match &row[i] {
-                    Value::Null => h.update(&[0]),
-                    Value::Str(s) => {
-                        h.update(&[1]);
-                        h.update(s.as_bytes());
+                match row[i] {
+                    ValueRef::Null => buf.push(0),
+                    ValueRef::Str(s) => {
+                        buf.push(1);
+                        buf.extend_from_slice(s.as_bytes());
                     }
-                    Value::Int(v) | Value::Timestamp(v) => h.update(&v.to_le_bytes()),
-                    Value::Float(v) => h.update(&v.to_bits().to_le_bytes()),
-                    Value::Bool(v) => h.update(&[2 + u8::from(*v)]),
-                    Value::Date(v) => h.update(&v.to_le_bytes()),
-                    Value::Decimal(v) => h.update(&v.to_le_bytes()),
+                    ValueRef::Int(v) | ValueRef::Timestamp(v) => {
+                        buf.extend_from_slice(&v.to_le_bytes())
+                    }
+                    ValueRef::Float(v) => buf.extend_from_slice(&v.to_bits().to_le_bytes()),
+                    ValueRef::Bool(v) => buf.push(2 + u8::from(v)),
+                    ValueRef::Date(v) => buf.extend_from_slice(&v.to_le_bytes()),
+                    ValueRef::Decimal(v) => buf.extend_from_slice(&v.to_le_bytes()),
                 }
-                h.update(&[0x1f]);
+                buf.push(0x1f);
             }
         }
-        h.digest128()
+        xxhash_rust::xxh3::xxh3_128(buf)
     }
 
     /// Validate one row's raw fields; `Err(reasons)` if it is bad.
     fn validate<'r>(
         &self,
         raw: impl Fn(usize) -> &'r [u8],
-        row: &mut Vec<Value>,
+        row: &mut Vec<ValueRef<'r>>,
     ) -> Result<(), Vec<String>> {
         row.clear();
         let mut reasons = Vec::new();
         for (i, field) in self.contract.fields.iter().enumerate() {
-            match field.parse_checked(raw(i)) {
+            match field.parse_checked_ref(raw(i)) {
                 Ok(v) => row.push(v),
                 Err(reason) => {
                     reasons.push(reason);
-                    row.push(Value::Null);
+                    row.push(ValueRef::Null);
                 }
             }
         }
         if reasons.is_empty() {
             for rule in &self.contract.rules {
-                let (l, r) = (&row[rule.left], &row[rule.right]);
+                let (l, r) = (row[rule.left], row[rule.right]);
                 if let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) {
                     if !rule.op.holds(a, b) {
                         reasons.push(format!("rule {} failed", rule.name));
@@ -769,7 +751,8 @@ impl Pipeline {
                 ),
             ));
         }
-        let mut row = Vec::with_capacity(cols.len());
+        let mut spare = Vec::with_capacity(cols.len());
+        let mut key_buf = Vec::new();
         let mut rejected_text = Vec::new();
         while rdr.read().map_err(io_err)? {
             let line = rdr.line();
@@ -787,6 +770,7 @@ impl Pipeline {
             if rdr.over_limit() {
                 problems.push(self.over_limit_reason());
             }
+            let mut row = recycle(std::mem::take(&mut spare));
             let verdict = if !problems.is_empty() {
                 Err(problems)
             } else if rdr.len() != width {
@@ -802,7 +786,7 @@ impl Pipeline {
             };
             match verdict {
                 Ok(()) => {
-                    let id = self.record_id(&row, line);
+                    let id = self.record_id(&row, line, &mut key_buf);
                     sink.accept(&row, id, line)?;
                 }
                 Err(reasons) => {
@@ -840,6 +824,7 @@ impl Pipeline {
                     sink.reject(line, raw, &reasons, cut)?;
                 }
             }
+            spare = recycle(row);
         }
         Ok(rdr.consumed())
     }
@@ -847,8 +832,15 @@ impl Pipeline {
     fn jsonl(&self, input: Box<dyn BufRead>, sink: &mut Sink, gzip: bool) -> Result<u64, Error> {
         let uri = &self.source_uri;
         let mut lines = Lines::new(input, self.max_record_bytes);
-        let mut row = Vec::with_capacity(self.contract.fields.len());
-        let mut owned: Vec<Vec<u8>> = vec![Vec::new(); self.contract.fields.len()];
+        let mut spare = Vec::with_capacity(self.contract.fields.len());
+        let mut key_buf = Vec::new();
+        let mut json = JsonRow::new(
+            self.contract
+                .fields
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
+        );
         while lines.read().map_err(|e| read_error(uri, "reading", &e))? {
             let line_no = lines.line();
             if lines.over_limit() {
@@ -868,44 +860,20 @@ impl Pipeline {
                 continue;
             }
             sink.stats.rows_in += 1;
-            let verdict = match serde_json::from_slice::<Object>(text) {
-                Err(e) => Err(vec![format!("not a JSON object: {e}")]),
-                Ok(Object { repeated, .. }) if !repeated.is_empty() => Err(vec![format!(
-                    "key(s) {} appear more than once (ambiguous: which value is meant?)",
-                    repeated.join(", ")
-                )]),
-                Ok(Object { map: obj, .. }) => {
-                    let mut reasons = Vec::new();
-                    for (field, slot) in self.contract.fields.iter().zip(owned.iter_mut()) {
-                        slot.clear();
-                        match obj.get(&field.name) {
-                            None | Some(serde_json::Value::Null) => {}
-                            Some(serde_json::Value::String(s)) => {
-                                slot.extend_from_slice(s.as_bytes())
-                            }
-                            Some(serde_json::Value::Number(n)) => {
-                                slot.extend_from_slice(n.to_string().as_bytes())
-                            }
-                            Some(serde_json::Value::Bool(b)) => {
-                                slot.extend_from_slice(if *b { b"true" } else { b"false" })
-                            }
-                            Some(_) => reasons.push(format!("{}: nested JSON value", field.name)),
-                        }
-                    }
-                    if reasons.is_empty() {
-                        self.validate(|f| owned[f].as_slice(), &mut row)
-                    } else {
-                        Err(reasons)
-                    }
-                }
+            let mut row = recycle(std::mem::take(&mut spare));
+            let verdict = match json.read(text) {
+                Err(Bad::Syntax(e)) => Err(vec![format!("not a JSON object: {e}")]),
+                Err(Bad::Reasons(reasons)) => Err(reasons),
+                Ok(()) => self.validate(|f| json.text(f), &mut row),
             };
             match verdict {
                 Ok(()) => {
-                    let id = self.record_id(&row, line_no);
+                    let id = self.record_id(&row, line_no, &mut key_buf);
                     sink.accept(&row, id, line_no)?;
                 }
                 Err(reasons) => sink.reject(line_no, text, &reasons, false)?,
             }
+            spare = recycle(row);
         }
         if sink.stats.rows_in == 0 {
             // Like an empty file: nothing but blank lines.

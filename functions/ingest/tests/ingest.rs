@@ -190,8 +190,10 @@ async fn good_rows_become_partitioned_parquet_with_lineage_columns() {
         src.value(0),
         "s3://landing/raw/trips/2024 01/yellow+trips é.csv"
     );
-    let ids = batches[0].column(19).as_string::<i32>();
-    assert_eq!(ids.value(0).len(), 32);
+    // 16 bytes of binary per id: half the 32 hex digits it used to be.
+    let ids = batches[0].column(19).as_fixed_size_binary();
+    assert_eq!(ids.value_length(), 16);
+    assert_eq!(ids.value(0).len(), 16);
     assert_ne!(ids.value(0), ids.value(1));
     let meta = h.store.head("validated", &keys[0]).await.unwrap().unwrap();
     assert_eq!(meta.metadata["sluice-stage"], "ingest");
@@ -338,8 +340,8 @@ async fn jsonl_rows_validate_like_csv_and_share_record_ids() {
     let (_, a) = h.parquet_rows(parquet[0]).await;
     let (_, b) = h.parquet_rows(parquet[1]).await;
     assert_eq!(
-        a[0].column(19).as_string::<i32>().value(0),
-        b[0].column(19).as_string::<i32>().value(0),
+        a[0].column(19).as_fixed_size_binary().value(0),
+        b[0].column(19).as_fixed_size_binary().value(0),
         "natural-key record ids agree across formats"
     );
     let q = h.quarantine().await;

@@ -143,7 +143,7 @@ async fn follow(
         .map(|f| (f.name().clone(), f.data_type().to_string()))
         .collect();
     want.extend([
-        ("_record_id".into(), "Utf8".into()),
+        ("_record_id".into(), "FixedSizeBinary(16)".into()),
         ("_source".into(), "Utf8".into()),
         ("_line".into(), "Int64".into()),
     ]);

@@ -449,9 +449,7 @@ fn double_first_fare(bytes: &bytes::Bytes) -> Result<(Vec<u8>, String)> {
     let first = batches.first_mut().context("an empty file")?;
     let schema = first.schema();
     let idx = schema.index_of("fare_amount")?;
-    let ids = first
-        .column(schema.index_of("_record_id")?)
-        .as_string::<i32>();
+    let ids = sluice::lineage::record_ids_as_text(first.column(schema.index_of("_record_id")?))?;
     let record_id = ids.value(0).to_string();
     let fares = first.column(idx).as_primitive::<Decimal128Type>();
     let doubled: Decimal128Array = (0..fares.len())
