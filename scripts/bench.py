@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,13 +261,22 @@ def run_sluice_ingest(inp: Input, mode: str, sizes: dict[str, int]) -> Run:
 # --- Sluice's local layout (output sizes; curate and profile inputs) -----------
 
 
-def s3_event(bucket: str, key: str, size: int) -> dict:
-    return {"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2024-01-01T00:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": key, "size": size}},
-    }]}
+def s3_event(bucket: str, objects: list[tuple[str, int]]) -> dict:
+    """An S3 ObjectCreated notification, one record per (key, size), made
+    from the sample events/s3-put.json (keys are URL-encoded in S3 events)."""
+    template = json.loads((ROOT / "events" / "s3-put.json").read_text())["Records"][0]
+    records = []
+    for key, size in objects:
+        rec = json.loads(json.dumps(template))
+        rec["s3"]["bucket"]["name"] = bucket
+        rec["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+        obj = rec["s3"]["object"]
+        obj["key"] = urllib.parse.quote_plus(key, safe="/")
+        obj["size"] = size
+        for k in ("eTag", "sequencer"):
+            obj.pop(k, None)
+        records.append(rec)
+    return {"Records": records}
 
 
 def is_internal(p: Path, root: Path) -> bool:
@@ -278,19 +288,21 @@ def data_bytes(bucket_dir: Path, suffix: str) -> int:
     return dir_bytes(bucket_dir, lambda p: p.name.endswith(suffix) and not is_internal(p, bucket_dir))
 
 
-def invoke(stage: str, local: Path, bucket: str, key: str, mode: str = "1T") -> Run:
-    obj = local / bucket / key
+def invoke(stage: str, local: Path, bucket: str, keys: list[str], mode: str = "1T") -> Run:
     ev = SCRATCH / f"event-{stage}.json"
-    ev.write_text(json.dumps(s3_event(bucket, key, obj.stat().st_size)))
+    objects = [(k, (local / bucket / k).stat().st_size) for k in keys]
+    ev.write_text(json.dumps(s3_event(bucket, objects)))
     cmd = taskset(mode) + [str(SLUICE), "invoke", stage, "--event", str(ev), "--local", str(local)]
     wall, rss, rc, so, se = run_process(cmd)
     return Run(wall, rss, rc, 0, so, se)
 
 
-def manifest(local: Path, bucket: str, stage: str) -> str | None:
+def manifests(local: Path, bucket: str, stage: str) -> list[str]:
+    """The keys of `stage`'s commits (manifests) in `bucket`: an event naming
+    them delivers every output they commit, as on AWS."""
     d = local / bucket / "_sluice" / "manifests" / stage
     found = sorted(p for p in d.rglob("*") if p.is_file()) if d.exists() else []
-    return str(found[-1].relative_to(local / bucket)) if found else None
+    return [str(p.relative_to(local / bucket)) for p in found]
 
 
 def sluice_layout_run(inp: Input, local: Path) -> Run:
@@ -303,7 +315,7 @@ def sluice_layout_run(inp: Input, local: Path) -> Run:
         os.link(inp.path, landing / inp.path.name)
     except OSError:
         shutil.copy(inp.path, landing / inp.path.name)
-    r = invoke("ingest", local, "landing", f"raw/trips/{inp.path.name}")
+    r = invoke("ingest", local, "landing", [f"raw/trips/{inp.path.name}"])
     r.out_bytes = data_bytes(local / "validated", ".parquet") if (local / "validated").exists() else 0
     return r
 
@@ -453,45 +465,41 @@ def main() -> int:
         if local is not local_csv:
             shutil.rmtree(local, ignore_errors=True)
 
-    # curate and profile, on the ingest output of the CSV file.
+    # curate and profile, on the ingest output of the CSV file: the event
+    # names the upstream's commits (manifests), which deliver every output.
     say("== curate and profile (on Sluice's ingest output of the CSV file)")
     stage_notes: list[str] = []
-    m = manifest(local_csv, "validated", "ingest") if local_csv.exists() else None
-    validated = local_csv / "validated"
-    parquet_in = dir_bytes(validated, lambda p: p.suffix == ".parquet" and not is_internal(p, validated)) if m else 0
-    for stage, peer_cmd in (("curate", "duckdb-curate"), ("profile", "duckdb-profile")):
-        group = []
-        src_bucket = "validated" if stage == "curate" else "curated"
+    for stage, up, src_bucket, out_bucket, suffix in (
+        ("curate", "ingest", "validated", "curated", ".parquet"),
+        ("profile", "curate", "curated", "profiles", ".json"),
+    ):
         src_dir = local_csv / src_bucket
+        keys = manifests(local_csv, src_bucket, up)
+        in_bytes = data_bytes(src_dir, ".parquet") if keys else 0
+        if keys:
+            stage_notes.append(f"{stage} reads {in_bytes / 1e6:.1f} MB of {src_bucket} Parquet "
+                               f"({csv.rows:,} rows, {len(keys)} {up} commit(s))")
+
+        def sluice_stage(mode: str, stage=stage, keys=keys, bucket=src_bucket, out=out_bucket, suffix=suffix) -> Run:
+            reset_stage(local_csv, stage)
+            r = invoke(stage, local_csv, bucket, keys, mode)
+            r.out_bytes = data_bytes(local_csv / out, suffix) if (local_csv / out).exists() else 0
+            # `invoke` exits 0 also when it finds nothing to do: say so.
+            if r.ok and r.out_bytes == 0:
+                r.rc, r.stderr = 1, "wrote nothing: " + (r.stdout.strip().splitlines() or [""])[0]
+            return r
+
         for mode in MODES:
-            sc = Cell(f"sluice {stage}", f"{stage}: CSV output", mode, 0, csv.rows)
-            dc = Cell(f"duckdb {stage}", f"{stage}: CSV output", mode, 0, csv.rows)
-            group += [sc, dc]
-            up = "ingest" if stage == "curate" else "curate"
-            key = manifest(local_csv, src_bucket, up) if src_dir.exists() else None
-            if key is None:
+            sc = Cell(f"sluice {stage}", f"{stage}: CSV output", mode, in_bytes, csv.rows)
+            dc = Cell(f"duckdb {stage}", f"{stage}: CSV output", mode, in_bytes, csv.rows)
+            cells += [sc, dc]
+            if not keys:
                 sc.note = dc.note = f"not measured: no {up} commit (manifest) under {src_dir}"
                 continue
-            in_bytes = data_bytes(src_dir, ".parquet")
-            sc.in_bytes = dc.in_bytes = in_bytes
-
-            def sluice_stage(stage=stage, key=key, bucket=src_bucket, mode=mode) -> Run:
-                reset_stage(local_csv, stage)
-                r = invoke(stage, local_csv, bucket, key, mode)
-                out_bucket = local_csv / ("curated" if stage == "curate" else "profiles")
-                r.out_bytes = data_bytes(out_bucket, ".parquet" if stage == "curate" else ".json") if out_bucket.exists() else 0
-                # `invoke` exits 0 also when nothing was processed: say so.
-                if r.ok and "processed:" not in r.stdout:
-                    r.rc, r.stderr = 1, "did not process: " + (r.stdout.strip().splitlines() or [""])[0]
-                return r
-
-            glob_root = str(src_dir / "trips")
-            runners = {sc.tool: sluice_stage,
-                       dc.tool: (lambda pc=peer_cmd, g=glob_root, m=mode: run_peer([pc], g, m))}
+            peer = "duckdb-curate" if stage == "curate" else "duckdb-profile"
+            runners = {sc.tool: (lambda m=mode: sluice_stage(m)),
+                       dc.tool: (lambda m=mode, pc=peer: run_peer([pc], str(src_dir / "trips"), m))}
             interleaved([sc, dc], runners)
-        cells += group
-    if parquet_in:
-        stage_notes.append(f"curate reads {parquet_in / 1e6:.1f} MB of validated Parquet ({csv.rows:,} rows)")
 
     # cold start and zipped sizes, as before.
     bin_dir = SLUICE.parent

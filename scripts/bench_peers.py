@@ -234,7 +234,7 @@ def curate_sql(src_glob: str, out: str, row_group: int) -> str:
         cols += [f"{a}.{c} AS {j.get('prefix', '')}{c}" for c in j["columns"]]
     return f"""
     COPY (
-      WITH src AS (SELECT * FROM read_parquet({sql_str(src_glob)}, filename=true)),
+      WITH src AS (SELECT * FROM read_parquet({sql_str(src_glob)}, filename=true, hive_partitioning=false)),
       d AS (
         SELECT * EXCLUDE (filename) FROM src
         QUALIFY row_number() OVER (PARTITION BY filename, _record_id ORDER BY _line) = 1
@@ -263,7 +263,7 @@ def duckdb_profile(src_dir: str, out: str, threads: int) -> int:
     import json
 
     con = duck_connect(threads)
-    scan = f"read_parquet({sql_str(src_dir + '/**/*.parquet')})"
+    scan = f"read_parquet({sql_str(src_dir + '/**/*.parquet')}, hive_partitioning=false)"
     summary = con.execute(f"SUMMARIZE SELECT * EXCLUDE (_record_id, _line, _source) FROM {scan}").fetchall()
     names = [d[0] for d in con.description]
     numeric = [
