@@ -179,15 +179,19 @@ class Run:
     def ok(self) -> bool:
         return self.rc == 0
 
-    def error_line(self) -> str:
-        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
-        if not lines:
-            lines = [ln.strip() for ln in self.stdout.splitlines() if ln.strip()]
+    def error_line(self, width: int = 110) -> str:
+        """The first line of the error: a Python traceback's exception line
+        (the first unindented line after the last frame), else the first line."""
+        lines = [ln for ln in (self.stderr or self.stdout).splitlines() if ln.strip()]
         if not lines:
             return "(no message)"
-        # A Python traceback's message is its last line; Sluice's is its first.
-        line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
-        return line[:160]
+        line = lines[0]
+        if line.startswith("Traceback"):
+            frames = [i for i, ln in enumerate(lines) if ln.startswith("  File ")]
+            after = lines[frames[-1] + 1:] if frames else lines[1:]
+            line = next((ln for ln in after if not ln.startswith(" ")), lines[-1])
+        line = line.strip()
+        return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def dir_bytes(d: Path, keep=lambda p: True) -> int:
@@ -339,6 +343,7 @@ class Cell:
     rows: int
     runs: list[Run] = field(default_factory=list)
     note: str = ""
+    mark: str = ""  # footnote mark after the tool's name
 
     @property
     def ok(self) -> bool:
@@ -379,7 +384,7 @@ def interleaved(cells: list[Cell], runners: dict[str, callable]) -> None:
 
 
 def fmt_row(c: Cell, cells: list[Cell]) -> list[str]:
-    head = [c.tool + ("*" if c.note else ""), c.file, c.mode]
+    head = [c.tool + c.mark, c.file, c.mode]
     if not c.runs:
         return head + ["", "", "", "", "", c.note or "not measured"]
     if not c.ok:
@@ -443,7 +448,7 @@ def main() -> int:
         for mode in MODES:
             row = [Cell(t, f.key, mode, f.size, f.rows) for t in f.tools]
             if f.key == "JSONL":
-                row[1].note = "pyarrow.json.read_json: not streaming, the whole table in memory"
+                row[1].mark = "*"
             group += row
         runners: dict = {}
         # Runners per mode, interleaved A, B, C, ... per repeat within each mode.
@@ -577,8 +582,9 @@ def report(cells, files, versions, sluice_version, sluice_lines, cold, zips, sta
     file_lines = [f"- {f.key}: {f.path.name}, {f.size / 1e6:.1f} MB, {f.note}" for f in files]
     notes = [
         "MB/s is input bytes (on disk: compressed for gzip) per wall second; M rows/s is input rows per wall second.",
-        "Wall time is the median over the repeats; peak RSS is the largest (os.wait4 ru_maxrss of the whole process, "
-        "the Python interpreter and its libraries included for the peers).",
+        "Wall time is the median over the repeats, of the whole process (for the peers, Python's start and the "
+        "imports included; for Sluice, bench-ingest's setup and clean-up of its scratch directory); peak RSS is the "
+        "largest (os.wait4 ru_maxrss; the interpreter and its libraries included for the peers).",
         "Output MB: all files the peer wrote; for Sluice, the data files under its output bucket (claims, manifests, "
         "markers under _sluice/ and quarantine under _quarantine/ excluded), from one untimed `sluice invoke` run "
         "(`bench-ingest` removes its scratch directory).",
@@ -588,7 +594,10 @@ def report(cells, files, versions, sluice_version, sluice_lines, cold, zips, sta
         "1T: taskset -c 0, pyarrow set_cpu_count(1)/set_io_thread_count(1)/use_threads=False, duckdb SET threads=1, "
         "POLARS_MAX_THREADS=1. 2T: taskset -c 0,1 and 2 threads; Sluice has no thread setting yet (same binary under taskset).",
         "* pyarrow JSONL: pyarrow.json.read_json has no streaming reader; the whole table is in memory.",
-        "polars CSV gzip: scan_csv does not stream gzip, so polars decompresses the file in memory (read_csv).",
+        "polars reads the .gz with scan_csv itself; duckdb's read_csv decompresses it natively; pyarrow reads it "
+        "through pyarrow.input_stream(path, compression='gzip').",
+        "polars JSONL: its JSON reader will not read a number into a Decimal, so decimals are read as Float64 and cast.",
+        "duckdb's ROW_GROUP_SIZE is a target: its row groups come out at about 132k rows.",
         "Ratio: the fastest peer's median wall time over Sluice's, same file and mode (>1: Sluice is faster).",
         "curate vs duckdb: dedup by _record_id within each file (first by _line kept), trip_duration_min, avg_speed_mph, "
         "tip_pct, two left joins with contracts/reference/taxi_zones.csv, zstd level 3 (as curate writes); duckdb writes "
@@ -604,11 +613,18 @@ def report(cells, files, versions, sluice_version, sluice_lines, cold, zips, sta
         gb = files[0].size / 1e9
         cost = (f"Projected Lambda cost per GB ingested: ${wall / gb * LAMBDA_MB / 1024 * LAMBDA_PRICE:.6f} "
                 f"({wall / gb:.1f} s per GB at 1T, {LAMBDA_MB} MB = {LAMBDA_MB / 1024:.3f} GB, "
-                f"${LAMBDA_PRICE} per GB-second, x86, duration only: requests and S3 not included)")
+                f"${LAMBDA_PRICE:.10f} per GB-second, x86, duration only: requests and S3 not included)")
     targets = target_lines(cells)
+    failures = []
+    for c in cells:
+        bad = next((r for r in c.runs if not r.ok), None)
+        if bad is not None:
+            failures.append(f"{c.tool}, {c.file}, {c.mode}: exit {bad.rc}: {bad.error_line(400)}")
 
     out = [header, "", text_table(rows), ""]
     out += ["Files:"] + file_lines + ["", "Notes:"] + [f"- {n}" for n in notes] + [""]
+    if failures:
+        out += ["Failures (first line of each error):"] + [f"- {f}" for f in failures] + [""]
     if sluice_lines:
         out += ["Sluice's own figures (bench-ingest, last run):"] + [f"  {s}" for s in sluice_lines] + [""]
     out += ["Targets: " + "; ".join(targets), ""]
@@ -620,7 +636,10 @@ def report(cells, files, versions, sluice_version, sluice_lines, cold, zips, sta
     say("\n".join(out))
 
     md = [f"_{header}_", "", md_table(rows), "", "Files:", ""] + file_lines + ["", "Notes:", ""]
-    md += [f"- {n}" for n in notes] + ["", "Targets:", ""] + [f"- {t}" for t in targets] + [""]
+    md += [f"- {n}" for n in notes] + [""]
+    if failures:
+        md += ["Failures (first line of each error):", ""] + [f"- {f}" for f in failures] + [""]
+    md += ["Targets:", ""] + [f"- {t}" for t in targets] + [""]
     if cost:
         md += [cost, ""]
     md += ["Cold start:", "", "```", cold or "not measured", "```", "", "Zipped bootstrap sizes:", "", "```"]
