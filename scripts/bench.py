@@ -562,8 +562,12 @@ def target_lines(cells: list[Cell]) -> list[str]:
     if mine:
         worst = max(mine, key=lambda c: c.rss_mb)
         verdict_rss = "met" if worst.rss_mb <= RSS_TARGET_MB else "not met"
+        ingest = [c for c in mine if c.tool == "sluice"]
+        worst_ingest = max(ingest, key=lambda c: c.rss_mb) if ingest else None
+        also = (f"; ingest's largest {worst_ingest.rss_mb:.0f} MB: {worst_ingest.file}, {worst_ingest.mode}"
+                if worst_ingest and worst_ingest is not worst else "")
         out.append(f"Sluice peak RSS <= {RSS_TARGET_MB} MB everywhere: {verdict_rss} "
-                   f"(largest {worst.rss_mb:.0f} MB: {worst.tool}, {worst.file}, {worst.mode})")
+                   f"(largest {worst.rss_mb:.0f} MB: {worst.tool}, {worst.file}, {worst.mode}{also})")
     for stage in ("curate", "profile"):
         s, d = get(f"sluice {stage}", f"{stage}: CSV output"), get(f"duckdb {stage}", f"{stage}: CSV output")
         x = d.wall / s.wall if s and d and s.ok and d.ok else None
