@@ -16,7 +16,7 @@ demo: ## Run the pipeline locally on generated sample data and show the results
 	bash scripts/demo.sh
 
 .PHONY: bench
-bench: ## Measure ingest throughput, peak RSS, cold start and zip sizes (prints figures)
+bench: ## Sluice vs pyarrow, duckdb, polars side by side (ingest, curate, profile), cold start, zip sizes (BENCH_SMALL=1: 100 MB files)
 	bash scripts/bench.sh
 
 .PHONY: test
