@@ -168,6 +168,7 @@ impl ValueRef<'_> {
     }
 
     /// A number to compare with bounds and other fields.
+    #[inline]
     pub fn as_f64(self) -> Option<f64> {
         match self {
             ValueRef::Int(v) => Some(v as f64),
@@ -181,6 +182,7 @@ impl ValueRef<'_> {
 
     /// Order two values: exactly when they have the same numeric variant
     /// (no i128 → f64 conversion on the hot path), else through `as_f64`.
+    #[inline]
     pub fn partial_cmp_num(self, other: ValueRef<'_>) -> Option<std::cmp::Ordering> {
         match (self, other) {
             (ValueRef::Int(a), ValueRef::Int(b))
@@ -791,6 +793,7 @@ impl Field {
     }
 
     /// [`Field::parse_checked`] without copying text out of `raw`.
+    #[inline]
     pub fn parse_checked_ref<'a>(
         &self,
         raw: &'a [u8],
@@ -813,6 +816,7 @@ impl Field {
     }
 
     /// [`Field::check`] of a borrowed value.
+    #[inline]
     pub fn check_ref(&self, v: ValueRef<'_>) -> std::result::Result<(), String> {
         if let Some(allowed) = &self.allowed {
             if !allowed.iter().any(|a| a.as_ref() == v) {
@@ -861,6 +865,7 @@ impl Field {
     }
 
     /// [`Field::parse`] without copying text out of `raw`.
+    #[inline]
     pub fn parse_ref<'a>(&self, raw: &'a [u8]) -> std::result::Result<ValueRef<'a>, String> {
         let raw = raw.trim_ascii();
         if raw.is_empty() {
@@ -929,6 +934,7 @@ fn display(v: ValueRef<'_>) -> String {
 
 /// Parse a decimal integer with optional sign. Also accepts `2.0` (a
 /// float-formatted integer, common in exported data) but not `2.5`.
+#[inline]
 pub fn parse_int(raw: &[u8]) -> Option<i64> {
     let (neg, digits) = match raw.first()? {
         b'-' => (true, &raw[1..]),
@@ -954,6 +960,7 @@ pub fn parse_int(raw: &[u8]) -> Option<i64> {
 
 /// Parse a decimal into an unscaled integer with `scale` digits after the
 /// point; more digits than the scale, or more than `precision` in all, fail.
+#[inline]
 pub fn parse_decimal(raw: &[u8], precision: u8, scale: i8) -> Option<i128> {
     let (neg, body) = match raw.first()? {
         b'-' => (true, &raw[1..]),
@@ -980,13 +987,28 @@ pub fn parse_decimal(raw: &[u8], precision: u8, scale: i8) -> Option<i128> {
     if int_digits + scale > precision as usize {
         return None;
     }
-    let mut v: i128 = 0;
-    for &b in int_part.iter().chain(frac_trimmed) {
-        if !b.is_ascii_digit() {
-            return None;
+    // Up to 18 digits fit a u64: accumulate there (a 128-bit multiply per
+    // digit costs more than the rest of the parse).
+    let digits = int_part.len() + frac_trimmed.len();
+    let mut v: i128 = if digits <= 18 {
+        let mut small: u64 = 0;
+        for &b in int_part.iter().chain(frac_trimmed) {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            small = small * 10 + u64::from(b - b'0');
         }
-        v = v * 10 + i128::from(b - b'0');
-    }
+        i128::from(small)
+    } else {
+        let mut big: i128 = 0;
+        for &b in int_part.iter().chain(frac_trimmed) {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            big = big * 10 + i128::from(b - b'0');
+        }
+        big
+    };
     for _ in frac_trimmed.len()..scale {
         v *= 10;
     }
@@ -995,6 +1017,7 @@ pub fn parse_decimal(raw: &[u8], precision: u8, scale: i8) -> Option<i128> {
 
 /// Parse a timestamp to microseconds since the epoch (in the source's clock).
 /// `%Y-%m-%d %H:%M:%S` and `%Y-%m-%dT%H:%M:%S` take a fast path.
+#[inline]
 pub fn parse_timestamp(raw: &[u8], format: &str) -> Option<i64> {
     if (format == "%Y-%m-%d %H:%M:%S" || format == "%Y-%m-%dT%H:%M:%S") && raw.len() == 19 {
         let sep = if format.as_bytes()[8] == b'T' {
@@ -1010,6 +1033,7 @@ pub fn parse_timestamp(raw: &[u8], format: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
+#[inline]
 fn fast_timestamp(b: &[u8], sep: u8) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' || b[10] != sep || b[13] != b':' || b[16] != b':' {
         return None;
@@ -1032,6 +1056,7 @@ fn fast_timestamp(b: &[u8], sep: u8) -> Option<i64> {
     Some((days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s) * 1_000_000)
 }
 
+#[inline]
 fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -1042,6 +1067,7 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+#[inline]
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;

@@ -27,6 +27,7 @@ pub const PARQUET: &str = "application/vnd.apache.parquet";
 #[derive(Debug, Clone)]
 pub struct Ingest {
     contracts: BTreeMap<String, Arc<Contract>>,
+    threads: usize,
 }
 
 impl Ingest {
@@ -37,7 +38,16 @@ impl Ingest {
                 .names()
                 .filter_map(|n| registry.get(n).map(|c| (n.to_string(), c.clone())))
                 .collect(),
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
+    }
+
+    /// Use at most `threads` threads per file (at least one). The default is
+    /// the cores this process may run on: a Lambda of more than 1,769 MB has
+    /// two or more vCPUs, and parsing and Parquet encoding then overlap.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     fn contract_for(&self, ctx: &ObjectContext) -> sluice::Result<Arc<Contract>> {
@@ -145,6 +155,7 @@ impl Stage for Ingest {
             max_record_bytes: ctx.config.max_record_bytes,
             file_name: format!("{id}.parquet"),
             compression: ctx.config.parquet_compression,
+            threads: self.threads,
         };
         let input = ctx.open_input().await?;
         let reader = SyncIoBridge::new(input.into_async_read());

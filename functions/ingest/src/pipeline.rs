@@ -121,6 +121,9 @@ pub struct Pipeline {
     pub file_name: String,
     /// Parquet compression (zstd level 1 unless the simulation asks for none).
     pub compression: ParquetCompression,
+    /// Threads to use: more than one encodes Parquet on a thread of its
+    /// own while rows are parsed (the output bytes are the same).
+    pub threads: usize,
 }
 
 /// An empty row of values that keeps `row`'s allocation: the values of
@@ -197,19 +200,17 @@ struct Pending {
 struct Sink<'a> {
     p: &'a Pipeline,
     tx: Sender<Msg>,
-    /// The output schema.
-    schema: SchemaRef,
     /// The schema of pending rows: the output schema less `_source`, which
     /// is the same on every row and added when a row group is encoded.
     pending_schema: SchemaRef,
-    props: WriterProperties,
+    /// Where row groups are encoded: here, or on a thread of their own.
+    encoding: Encoders,
     columns: Vec<Column>,
     record_ids: Column,
     lines: Column,
     row_partition: Vec<u32>,
     partition_keys: Vec<String>,
     partition_index: BTreeMap<i64, u32>,
-    writers: BTreeMap<u32, PartitionWriter>,
     pending: BTreeMap<u32, Pending>,
     pending_bytes: usize,
     quarantine: Vec<u8>,
@@ -266,12 +267,19 @@ impl<'a> Sink<'a> {
             .set_column_encoding(ColumnPath::from("_line"), Encoding::DELTA_BINARY_PACKED)
             .set_column_compression(ColumnPath::from("_record_id"), Compression::UNCOMPRESSED)
             .build();
+        let encoder = Encoder {
+            source_uri: p.source_uri.clone(),
+            schema: Arc::new(Schema::new(fields)),
+            props,
+            writers: BTreeMap::new(),
+            tx: tx.clone(),
+            bytes_out: 0,
+        };
         Ok(Sink {
             p,
             tx,
-            schema: Arc::new(Schema::new(fields)),
             pending_schema,
-            props,
+            encoding: Encoders::start(encoder, p.threads > 1)?,
             columns: c
                 .fields
                 .iter()
@@ -282,7 +290,6 @@ impl<'a> Sink<'a> {
             row_partition: Vec::with_capacity(BATCH_ROWS),
             partition_keys: Vec::new(),
             partition_index: BTreeMap::new(),
-            writers: BTreeMap::new(),
             pending: BTreeMap::new(),
             pending_bytes: 0,
             quarantine: Vec::new(),
@@ -448,7 +455,7 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
-    /// Encode a partition's pending rows as one row group and send the bytes.
+    /// Hand a partition's pending rows over to be encoded as one row group.
     fn encode(&mut self, part: u32) -> Result<(), Error> {
         let Some(pending) = self.pending.remove(&part) else {
             return Ok(());
@@ -457,14 +464,81 @@ impl<'a> Sink<'a> {
         if pending.rows == 0 {
             return Ok(());
         }
-        let rows = arrow::compute::concat_batches(&self.pending_schema, &pending.batches)
+        let key = self.partition_keys[part as usize].clone();
+        self.encoding.row_group(RowGroup {
+            part,
+            key,
+            batches: pending.batches,
+        })
+    }
+
+    fn finish(mut self) -> Result<Stats, Error> {
+        self.flush_batch()?;
+        let pending: Vec<u32> = self.pending.keys().copied().collect();
+        for part in pending {
+            self.encode(part)?;
+        }
+        self.stats.bytes_out = self.encoding.finish()?;
+        if !self.quarantine.is_empty() {
+            let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
+            self.send(Msg::Quarantine(bytes))?;
+        }
+        Ok(self.stats)
+    }
+}
+
+/// The rows of one row group of one partition.
+struct RowGroup {
+    part: u32,
+    key: String,
+    batches: Vec<RecordBatch>,
+}
+
+/// Encodes row groups into each partition's Parquet file and sends the
+/// bytes on as they come.
+struct Encoder {
+    source_uri: String,
+    /// The output schema.
+    schema: SchemaRef,
+    props: WriterProperties,
+    writers: BTreeMap<u32, PartitionWriter>,
+    tx: Sender<Msg>,
+    bytes_out: u64,
+}
+
+impl Encoder {
+    fn parquet_error(&self, e: impl std::fmt::Display) -> Error {
+        Error::other(
+            ErrorKind::Internal,
+            format!("{}: writing Parquet: {e}", self.source_uri),
+            None,
+        )
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), Error> {
+        self.tx.blocking_send(msg).map_err(|_| {
+            Error::other(
+                ErrorKind::Internal,
+                format!("{}: uploader stopped", self.source_uri),
+                None,
+            )
+        })
+    }
+
+    /// Encode one row group and send the bytes.
+    fn row_group(&mut self, group: RowGroup) -> Result<(), Error> {
+        let RowGroup { part, key, batches } = group;
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let rows = arrow::compute::concat_batches(&first.schema(), &batches)
             .map_err(|e| self.parquet_error(e))?;
-        drop(pending);
+        drop(batches);
         let mut arrays = rows.columns().to_vec();
         arrays.insert(
             arrays.len() - 1,
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                self.p.source_uri.as_str(),
+                self.source_uri.as_str(),
                 rows.num_rows(),
             ))),
         );
@@ -475,13 +549,15 @@ impl<'a> Sink<'a> {
             let writer =
                 ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
                     .map_err(|e| self.parquet_error(e))?;
-            let key = self.partition_keys[part as usize].clone();
             self.writers.insert(part, PartitionWriter { key, writer });
         }
-        let pw = self
-            .writers
-            .get_mut(&part)
-            .ok_or_else(|| Error::other(ErrorKind::Internal, "partition writer vanished", None))?;
+        let Some(pw) = self.writers.get_mut(&part) else {
+            return Err(Error::other(
+                ErrorKind::Internal,
+                "partition writer vanished",
+                None,
+            ));
+        };
         // Write and close the row group at once: its column writers (and
         // their zstd contexts) live only for this call.
         pw.writer
@@ -490,55 +566,114 @@ impl<'a> Sink<'a> {
             .map_err(|e| {
                 Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
             })?;
-        self.drain(part, false)
-    }
-
-    /// Send whatever a partition's writer has produced so far.
-    fn drain(&mut self, part: u32, last: bool) -> Result<(), Error> {
-        let Some(pw) = self.writers.get_mut(&part) else {
-            return Ok(());
-        };
         let buf = std::mem::take(pw.writer.inner_mut());
-        if buf.is_empty() && !last {
+        if buf.is_empty() {
             return Ok(());
         }
-        self.stats.bytes_out += buf.len() as u64;
+        self.bytes_out += buf.len() as u64;
         let key = pw.key.clone();
         self.send(Msg::Data {
             key,
             bytes: Bytes::from(buf),
-            last,
+            last: false,
         })
     }
 
-    fn finish(mut self) -> Result<Stats, Error> {
-        self.flush_batch()?;
-        let pending: Vec<u32> = self.pending.keys().copied().collect();
-        for part in pending {
-            self.encode(part)?;
-        }
-        let parts: Vec<u32> = self.writers.keys().copied().collect();
-        for part in parts {
-            let Some(pw) = self.writers.remove(&part) else {
-                continue;
-            };
-            let key = pw.key;
+    /// Close every partition's file; the Parquet bytes written in all.
+    fn finish(mut self) -> Result<u64, Error> {
+        for (_, pw) in std::mem::take(&mut self.writers) {
             let tail = pw.writer.into_inner().map_err(|e| {
                 Error::other(ErrorKind::Internal, format!("closing Parquet: {e}"), None)
             })?;
-            self.stats.bytes_out += tail.len() as u64;
+            self.bytes_out += tail.len() as u64;
             self.send(Msg::Data {
-                key,
+                key: pw.key,
                 bytes: Bytes::from(tail),
                 last: true,
             })?;
         }
-        if !self.quarantine.is_empty() {
-            let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
-            self.send(Msg::Quarantine(bytes))?;
-        }
-        Ok(self.stats)
+        Ok(self.bytes_out)
     }
+}
+
+/// Row groups encoded where the rows are parsed (one core), or on a thread
+/// of their own, so that parsing and validation go on while zstd and the
+/// Parquet encoders work (more than one core). The same row groups are
+/// encoded in the same order either way, so the bytes are the same.
+enum Encoders {
+    Inline(Box<Encoder>),
+    Thread {
+        jobs: std::sync::mpsc::SyncSender<RowGroup>,
+        done: std::thread::JoinHandle<Result<u64, Error>>,
+    },
+    Finished,
+}
+
+impl Encoders {
+    fn start(encoder: Encoder, threaded: bool) -> Result<Self, Error> {
+        if !threaded {
+            return Ok(Encoders::Inline(Box::new(encoder)));
+        }
+        // One row group queued while one is encoded: at most two beyond
+        // the pending budget.
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<RowGroup>(1);
+        let spawned = std::thread::Builder::new()
+            .name("ingest-encode".into())
+            .spawn(move || {
+                let mut encoder = encoder;
+                for group in queue {
+                    encoder.row_group(group)?;
+                }
+                encoder.finish()
+            });
+        match spawned {
+            Ok(done) => Ok(Encoders::Thread { jobs, done }),
+            Err(e) => Err(Error::other(
+                ErrorKind::Transient,
+                format!("starting the Parquet encoder thread: {e}"),
+                None,
+            )),
+        }
+    }
+
+    fn row_group(&mut self, group: RowGroup) -> Result<(), Error> {
+        match self {
+            Encoders::Inline(e) => e.row_group(group),
+            Encoders::Thread { jobs, .. } => {
+                if jobs.send(group).is_err() {
+                    // The encoder stopped: its error says why.
+                    return match std::mem::replace(self, Encoders::Finished) {
+                        Encoders::Thread { done, .. } => Err(join(done)
+                            .err()
+                            .unwrap_or_else(|| internal("the Parquet encoder stopped early"))),
+                        _ => Err(internal("the Parquet encoder stopped early")),
+                    };
+                }
+                Ok(())
+            }
+            Encoders::Finished => Err(internal("the Parquet encoder is not running")),
+        }
+    }
+
+    fn finish(&mut self) -> Result<u64, Error> {
+        match std::mem::replace(self, Encoders::Finished) {
+            Encoders::Inline(e) => e.finish(),
+            Encoders::Thread { jobs, done } => {
+                drop(jobs);
+                join(done)
+            }
+            Encoders::Finished => Err(internal("the Parquet encoder is not running")),
+        }
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::other(ErrorKind::Internal, what.to_string(), None)
+}
+
+fn join(done: std::thread::JoinHandle<Result<u64, Error>>) -> Result<u64, Error> {
+    done.join()
+        .unwrap_or_else(|_| Err(internal("the Parquet encoder panicked")))
 }
 
 impl Pipeline {

@@ -34,6 +34,10 @@ struct H {
 }
 
 fn harness_with(registry: &Registry, extra: &[(&str, &str)]) -> H {
+    harness_threads(registry, extra, None)
+}
+
+fn harness_threads(registry: &Registry, extra: &[(&str, &str)], threads: Option<usize>) -> H {
     let store = MemoryStore::new();
     let dlq = MemoryDeadLetter::new();
     let mut vars = vec![
@@ -54,7 +58,13 @@ fn harness_with(registry: &Registry, extra: &[(&str, &str)]) -> H {
     H {
         store,
         dlq,
-        runner: Runner::new(rt, Ingest::new(registry)),
+        runner: Runner::new(
+            rt,
+            match threads {
+                Some(n) => Ingest::new(registry).with_threads(n),
+                None => Ingest::new(registry),
+            },
+        ),
     }
 }
 
@@ -823,4 +833,57 @@ async fn a_jsonl_object_naming_a_key_twice_is_quarantined() {
         why.contains("fare_amount") && why.contains("more than once"),
         "{why}"
     );
+}
+
+/// Parquet encoding on a thread of its own (two or more cores) writes the
+/// bytes one thread writes, row group for row group, partition for partition.
+#[tokio::test]
+async fn encoding_on_a_second_thread_writes_the_same_bytes() {
+    let mut csv = Vec::new();
+    let opts = sluice::sample::TripsOptions {
+        rows: 300_000,
+        seed: 11,
+        bad_ratio: 0.01,
+        days: 2,
+        ..Default::default()
+    };
+    sluice::sample::write_trips(&mut csv, &opts, &mut |_| {}).unwrap();
+    let csv = Bytes::from(csv);
+    let mut outputs = Vec::new();
+    let mut groups = Vec::new();
+    for threads in [1, 2] {
+        let h = harness_threads(Registry::embedded().unwrap(), &[], Some(threads));
+        let report = h.run("raw/trips/many.csv", csv.clone()).await;
+        let c = counts(&report);
+        assert_eq!(c.rows_in, 300_000, "{threads} threads");
+        assert!(c.rows_quarantined > 0 && c.rows_out + c.rows_quarantined == c.rows_in);
+        let mut files = Vec::new();
+        for key in h.keys("validated").await {
+            let body = h.store.get_bytes("validated", &key).await.unwrap();
+            if key.ends_with(".parquet") {
+                let meta = ParquetRecordBatchReaderBuilder::try_new(body.clone()).unwrap();
+                groups.push(meta.metadata().num_row_groups());
+            }
+            files.push((key, body.len(), content_hash(&body)));
+        }
+        outputs.push(files);
+    }
+    let parquet = outputs[0]
+        .iter()
+        .filter(|f| f.0.ends_with(".parquet"))
+        .count();
+    assert_eq!(parquet, 2, "one file per day: {:?}", outputs[0]);
+    assert!(
+        groups.iter().all(|&g| g >= 2),
+        "several row groups per file: {groups:?}"
+    );
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+/// A content hash for comparing outputs.
+fn content_hash(b: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
 }

@@ -318,7 +318,11 @@ impl Runners {
             })
         };
         Ok(Runners {
-            ingest: Arc::new(Runner::new(rt(0)?, Ingest::new(registry))),
+            ingest: Arc::new(Runner::new(
+                rt(0)?,
+                // One thread: the simulation replays its seeds exactly.
+                Ingest::new(registry).with_threads(1),
+            )),
             curate: Arc::new(Runner::new(rt(1)?, Curate::new(registry)?)),
             profile: Arc::new(Runner::new(
                 rt(2)?,
