@@ -122,7 +122,7 @@ impl Stage for Ingest {
         let (format, named_gz) = Format::of_key(&ctx.object.key).ok_or_else(|| {
             Error::invalid_input(
                 &uri,
-                "unknown format (expected .csv, .jsonl, .ndjson or .json, optionally .gz)",
+                "unknown format (expected .csv, .jsonl, .ndjson or .json, optionally .gz, or .parquet)",
             )
         })?;
         let size = ctx.input.size;

@@ -17,12 +17,14 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sluice::config::ParquetCompression;
-use sluice::contract::{Contract, FieldType, Granularity, ValueRef};
+use sluice::contract::{Contract, Field, FieldType, Granularity, ValueRef};
 use sluice::{Error, ErrorKind};
 use tokio::sync::mpsc::Sender;
 
 use crate::columns::Column;
 use crate::json_row::{Bad, JsonRow};
+
+mod parquet_input;
 use crate::records::{cap_raw, CsvRecords, Lines, MAX_HELD_FIELDS, RAW_CAP};
 
 /// Rows per Arrow batch.
@@ -47,6 +49,8 @@ pub enum Format {
     Csv,
     /// One JSON object per line.
     Jsonl,
+    /// Apache Parquet, read by column name.
+    Parquet,
 }
 
 impl Format {
@@ -61,6 +65,8 @@ impl Format {
             Format::Csv
         } else if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") || stem.ends_with(".json") {
             Format::Jsonl
+        } else if stem.ends_with(".parquet") {
+            Format::Parquet
         } else {
             return None;
         };
@@ -719,10 +725,17 @@ impl Pipeline {
         } else {
             Box::new(buffered)
         };
+        if self.format == Format::Parquet && is_gzip {
+            return Err(input_error(
+                uri,
+                "a Parquet file is not gzipped (Parquet compresses its own pages)",
+            ));
+        }
         let mut sink = Sink::new(self, tx)?;
         let decompressed = match self.format {
             Format::Csv => self.csv(decoded, &mut sink)?,
             Format::Jsonl => self.jsonl(decoded, &mut sink, is_gzip)?,
+            Format::Parquet => self.parquet(decoded, &mut sink)?,
         };
         let mut stats = sink.finish()?;
         stats.decompressed_bytes = decompressed;
@@ -768,10 +781,19 @@ impl Pipeline {
         raw: impl Fn(usize) -> &'r [u8],
         row: &mut Vec<ValueRef<'r>>,
     ) -> Result<(), Vec<String>> {
+        self.validate_with(|i, field| field.parse_checked_ref(raw(i)), row)
+    }
+
+    /// Validate one row, each field's checked value given by `value`.
+    fn validate_with<'r>(
+        &self,
+        mut value: impl FnMut(usize, &Field) -> Result<ValueRef<'r>, String>,
+        row: &mut Vec<ValueRef<'r>>,
+    ) -> Result<(), Vec<String>> {
         row.clear();
         let mut reasons = Vec::new();
         for (i, field) in self.contract.fields.iter().enumerate() {
-            match field.parse_checked_ref(raw(i)) {
+            match value(i, field) {
                 Ok(v) => row.push(v),
                 Err(reason) => {
                     reasons.push(reason);

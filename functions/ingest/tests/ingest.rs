@@ -375,6 +375,11 @@ async fn unusable_files_go_to_the_dlq_and_write_nothing() {
         (
             "raw/trips/data.parquet",
             b"PAR1....".to_vec(),
+            "not a readable Parquet file",
+        ),
+        (
+            "raw/trips/data.xlsx",
+            b"PK....".to_vec(),
             "unknown format",
         ),
         (
@@ -886,4 +891,140 @@ fn content_hash(b: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     b.hash(&mut h);
     h.finish()
+}
+
+/// Parquet bytes of one batch.
+fn parquet_of(batch: &arrow::record_batch::RecordBatch) -> Bytes {
+    let mut out = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    Bytes::from(out)
+}
+
+/// Ingest's own output, landed again as Parquet input, comes out with the
+/// same values and record ids (the lineage columns of the input are not in
+/// the contract and are ignored).
+#[tokio::test]
+async fn parquet_input_reads_columns_by_name_with_the_same_values_and_ids() {
+    let h = harness();
+    let body = format!(
+        "{HEADER}\n{}\n{}\n{}\n",
+        good(15, 1),
+        good(15, 2),
+        good(15, 3)
+    );
+    h.run("raw/trips/a.csv", body).await;
+    let first = h.keys("validated").await;
+    let first: Vec<&String> = first.iter().filter(|k| k.ends_with(".parquet")).collect();
+    assert_eq!(first.len(), 1);
+    let (_, want) = h.parquet_rows(first[0]).await;
+    let landed = h.store.get_bytes("validated", first[0]).await.unwrap();
+
+    let h2 = harness();
+    let r = h2.run("raw/trips/b.parquet", landed).await;
+    let c = counts(&r);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 3, 0));
+    let keys = h2.keys("validated").await;
+    let out: Vec<&String> = keys.iter().filter(|k| k.ends_with(".parquet")).collect();
+    assert_eq!(out.len(), 1, "{keys:?}");
+    let (_, got) = h2.parquet_rows(out[0]).await;
+    // Every contract column and the record id agree; _source names the
+    // new input and _line counts rows.
+    for i in 0..20 {
+        assert_eq!(got[0].column(i), want[0].column(i), "column {i}");
+    }
+    let lines = got[0].column(21).as_primitive::<Int64Type>();
+    assert_eq!(lines.values().to_vec(), vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn parquet_rows_are_checked_like_text_rows_and_bad_files_are_dead_lettered() {
+    use arrow::array::{ArrayRef, Float64Array, Int32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    // A CSV of good rows, read into Arrow with text columns for everything,
+    // is a Parquet file whose columns are all strings: parsed as CSV is.
+    let csv_text = format!(
+        "{HEADER}\n{}\n{}\n{}\n",
+        good(15, 1),
+        good(15, 2),
+        good(15, 3)
+    );
+    let mut rdr = csv::ReaderBuilder::new().from_reader(csv_text.as_bytes());
+    let headers: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (i, name) in headers.iter().enumerate() {
+        let values: Vec<Option<String>> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, rec)| match (name.as_str(), r) {
+                // Row 2: a passenger count over the maximum; row 3: no vendor.
+                ("passenger_count", 1) => Some("12".to_string()),
+                ("VendorID", 2) => None,
+                _ => Some(rec[i].to_string()),
+            })
+            .collect();
+        if name == "passenger_count" {
+            // A typed column: Int32, not text.
+            let ints: Int32Array = values
+                .iter()
+                .map(|v| v.as_ref().map(|s| s.parse::<i32>().unwrap()))
+                .collect();
+            fields.push(Field::new(name, arrow::datatypes::DataType::Int32, true));
+            cols.push(Arc::new(ints));
+        } else {
+            fields.push(Field::new(name, arrow::datatypes::DataType::Utf8, true));
+            cols.push(Arc::new(StringArray::from(values)));
+        }
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields.clone())), cols.clone()).unwrap();
+    let h = harness();
+    let r = h.run("raw/trips/typed.parquet", parquet_of(&batch)).await;
+    let c = counts(&r);
+    assert_eq!((c.rows_in, c.rows_out, c.rows_quarantined), (3, 1, 2));
+    let q = h.quarantine().await;
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0]["line"], 2);
+    assert_eq!(
+        reasons(&q[0]),
+        "passenger_count: 12 is above the maximum 9",
+        "{q:?}"
+    );
+    assert!(q[0]["raw"]
+        .as_str()
+        .unwrap()
+        .contains("\"passenger_count\":\"12\""));
+    assert_eq!(q[1]["line"], 3);
+    assert_eq!(reasons(&q[1]), "VendorID: missing value");
+
+    // A column whose type cannot hold the contract's: the file is dead-lettered.
+    let mut wrong_fields = fields.clone();
+    let mut wrong_cols = cols.clone();
+    wrong_fields[0] = Field::new("VendorID", arrow::datatypes::DataType::Float64, true);
+    wrong_cols[0] = Arc::new(Float64Array::from(vec![2.0, 2.0, 2.0]));
+    let wrong = RecordBatch::try_new(Arc::new(Schema::new(wrong_fields)), wrong_cols).unwrap();
+    let h = harness();
+    let r = h.run("raw/trips/wrong.parquet", parquet_of(&wrong)).await;
+    dead_letter_message(&h, &r, "wrong.parquet", "VendorID is Float64");
+
+    // A required column missing, and bytes that are not Parquet at all.
+    let missing = batch
+        .project(&(1..batch.num_columns()).collect::<Vec<_>>())
+        .unwrap();
+    let h = harness();
+    let r = h
+        .run("raw/trips/missing.parquet", parquet_of(&missing))
+        .await;
+    dead_letter_message(
+        &h,
+        &r,
+        "missing.parquet",
+        "missing required column(s) VendorID",
+    );
+    let h = harness();
+    let r = h.run("raw/trips/junk.parquet", "not parquet at all").await;
+    dead_letter_message(&h, &r, "junk.parquet", "not a readable Parquet file");
 }
