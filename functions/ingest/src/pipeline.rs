@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -217,6 +217,8 @@ struct Sink<'a> {
     row_partition: Vec<u32>,
     partition_keys: Vec<String>,
     partition_index: BTreeMap<i64, u32>,
+    /// The day and partition of the last row (rows come in runs of a day).
+    last_partition: Option<(i64, u32)>,
     pending: BTreeMap<u32, Pending>,
     pending_bytes: usize,
     quarantine: Vec<u8>,
@@ -278,6 +280,7 @@ impl<'a> Sink<'a> {
             schema: Arc::new(Schema::new(fields)),
             props,
             writers: BTreeMap::new(),
+            sources: StringArray::from(Vec::<&str>::new()),
             tx: tx.clone(),
             bytes_out: 0,
         };
@@ -296,6 +299,7 @@ impl<'a> Sink<'a> {
             row_partition: Vec::with_capacity(BATCH_ROWS),
             partition_keys: Vec::new(),
             partition_index: BTreeMap::new(),
+            last_partition: None,
             pending: BTreeMap::new(),
             pending_bytes: 0,
             quarantine: Vec::new(),
@@ -323,8 +327,14 @@ impl<'a> Sink<'a> {
         };
         // Rows come in runs of the same day: look up by day number and
         // format a label only when a partition is first seen.
-        if let Some(i) = self.partition_index.get(&days) {
-            return *i;
+        if let Some((d, i)) = self.last_partition {
+            if d == days {
+                return i;
+            }
+        }
+        if let Some(&i) = self.partition_index.get(&days) {
+            self.last_partition = Some((days, i));
+            return i;
         }
         let date = chrono::DateTime::from_timestamp(days * 86_400, 0).map(|t| t.date_naive());
         let label = match (part.granularity, date) {
@@ -342,6 +352,7 @@ impl<'a> Sink<'a> {
             }
         };
         self.partition_index.insert(days, i);
+        self.last_partition = Some((days, i));
         i
     }
 
@@ -508,19 +519,21 @@ struct Encoder {
     schema: SchemaRef,
     props: WriterProperties,
     writers: BTreeMap<u32, PartitionWriter>,
+    /// `_source` repeated, sliced for each batch.
+    sources: StringArray,
     tx: Sender<Msg>,
     bytes_out: u64,
 }
 
-impl Encoder {
-    fn parquet_error(&self, e: impl std::fmt::Display) -> Error {
-        Error::other(
-            ErrorKind::Internal,
-            format!("{}: writing Parquet: {e}", self.source_uri),
-            None,
-        )
-    }
+fn parquet_error(uri: &str, e: impl std::fmt::Display) -> Error {
+    Error::other(
+        ErrorKind::Internal,
+        format!("{uri}: writing Parquet: {e}"),
+        None,
+    )
+}
 
+impl Encoder {
     fn send(&self, msg: Msg) -> Result<(), Error> {
         self.tx.blocking_send(msg).map_err(|_| {
             Error::other(
@@ -534,44 +547,44 @@ impl Encoder {
     /// Encode one row group and send the bytes.
     fn row_group(&mut self, group: RowGroup) -> Result<(), Error> {
         let RowGroup { part, key, batches } = group;
-        let Some(first) = batches.first() else {
+        if batches.is_empty() {
             return Ok(());
-        };
-        let rows = arrow::compute::concat_batches(&first.schema(), &batches)
-            .map_err(|e| self.parquet_error(e))?;
-        drop(batches);
-        let mut arrays = rows.columns().to_vec();
-        arrays.insert(
-            arrays.len() - 1,
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                self.source_uri.as_str(),
-                rows.num_rows(),
-            ))),
-        );
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| self.parquet_error(e))?;
-        drop(rows);
+        }
         if !self.writers.contains_key(&part) {
             let writer =
                 ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
-                    .map_err(|e| self.parquet_error(e))?;
+                    .map_err(|e| parquet_error(&self.source_uri, e))?;
             self.writers.insert(part, PartitionWriter { key, writer });
         }
-        let Some(pw) = self.writers.get_mut(&part) else {
-            return Err(Error::other(
-                ErrorKind::Internal,
-                "partition writer vanished",
-                None,
-            ));
-        };
-        // Write and close the row group at once: its column writers (and
-        // their zstd contexts) live only for this call.
-        pw.writer
-            .write(&batch)
-            .and_then(|()| pw.writer.flush())
-            .map_err(|e| {
+        // The batches are written one after another into one row group (no
+        // copy into one batch first), with `_source` added as a slice of one
+        // column of repeats. The row group is then closed at once: its
+        // column writers (and their zstd contexts) live only for this call.
+        for rows in batches {
+            let n = rows.num_rows();
+            if self.sources.len() < n {
+                self.sources = StringArray::from_iter_values(std::iter::repeat_n(
+                    self.source_uri.as_str(),
+                    n.max(BATCH_ROWS),
+                ));
+            }
+            let mut arrays = rows.columns().to_vec();
+            arrays.insert(arrays.len() - 1, Arc::new(self.sources.slice(0, n)));
+            let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+                .map_err(|e| parquet_error(&self.source_uri, e))?;
+            let Some(pw) = self.writers.get_mut(&part) else {
+                return Err(internal("partition writer vanished"));
+            };
+            pw.writer.write(&batch).map_err(|e| {
                 Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
             })?;
+        }
+        let Some(pw) = self.writers.get_mut(&part) else {
+            return Err(internal("partition writer vanished"));
+        };
+        pw.writer.flush().map_err(|e| {
+            Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
+        })?;
         let buf = std::mem::take(pw.writer.inner_mut());
         if buf.is_empty() {
             return Ok(());

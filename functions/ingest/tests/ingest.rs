@@ -377,11 +377,7 @@ async fn unusable_files_go_to_the_dlq_and_write_nothing() {
             b"PAR1....".to_vec(),
             "not a readable Parquet file",
         ),
-        (
-            "raw/trips/data.xlsx",
-            b"PK....".to_vec(),
-            "unknown format",
-        ),
+        ("raw/trips/data.xlsx", b"PK....".to_vec(), "unknown format"),
         (
             "raw/nosuch/a.csv",
             format!("{HEADER}\n").into_bytes(),
