@@ -504,6 +504,15 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// Work for the encoder thread. Files are closed only on `Finish`: when
+/// the parse side stops without it (an error, a panic), the thread drops
+/// its writers and sends nothing more, so no output is ever completed from
+/// part of an input.
+enum Job {
+    RowGroup(RowGroup),
+    Finish,
+}
+
 /// The rows of one row group of one partition.
 struct RowGroup {
     part: u32,
@@ -573,18 +582,18 @@ impl Encoder {
             let batch = RecordBatch::try_new(self.schema.clone(), arrays)
                 .map_err(|e| parquet_error(&self.source_uri, e))?;
             let Some(pw) = self.writers.get_mut(&part) else {
-                return Err(internal("partition writer vanished"));
+                return Err(internal(&self.source_uri, "partition writer vanished"));
             };
-            pw.writer.write(&batch).map_err(|e| {
-                Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
-            })?;
+            pw.writer
+                .write(&batch)
+                .map_err(|e| parquet_error(&self.source_uri, e))?;
         }
         let Some(pw) = self.writers.get_mut(&part) else {
-            return Err(internal("partition writer vanished"));
+            return Err(internal(&self.source_uri, "partition writer vanished"));
         };
-        pw.writer.flush().map_err(|e| {
-            Error::other(ErrorKind::Internal, format!("writing Parquet: {e}"), None)
-        })?;
+        pw.writer
+            .flush()
+            .map_err(|e| parquet_error(&self.source_uri, e))?;
         let buf = std::mem::take(pw.writer.inner_mut());
         if buf.is_empty() {
             return Ok(());
@@ -601,9 +610,10 @@ impl Encoder {
     /// Close every partition's file; the Parquet bytes written in all.
     fn finish(mut self) -> Result<u64, Error> {
         for (_, pw) in std::mem::take(&mut self.writers) {
-            let tail = pw.writer.into_inner().map_err(|e| {
-                Error::other(ErrorKind::Internal, format!("closing Parquet: {e}"), None)
-            })?;
+            let tail = pw
+                .writer
+                .into_inner()
+                .map_err(|e| parquet_error(&self.source_uri, format!("closing: {e}")))?;
             self.bytes_out += tail.len() as u64;
             self.send(Msg::Data {
                 key: pw.key,
@@ -622,8 +632,9 @@ impl Encoder {
 enum Encoders {
     Inline(Box<Encoder>),
     Thread {
-        jobs: std::sync::mpsc::SyncSender<RowGroup>,
+        jobs: std::sync::mpsc::SyncSender<Job>,
         done: std::thread::JoinHandle<Result<u64, Error>>,
+        uri: String,
     },
     Finished,
 }
@@ -635,21 +646,29 @@ impl Encoders {
         }
         // One row group queued while one is encoded: at most two beyond
         // the pending budget.
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<RowGroup>(1);
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
+        let uri = encoder.source_uri.clone();
+        let thread_uri = uri.clone();
         let spawned = std::thread::Builder::new()
             .name("ingest-encode".into())
             .spawn(move || {
                 let mut encoder = encoder;
-                for group in queue {
-                    encoder.row_group(group)?;
+                for job in queue {
+                    match job {
+                        Job::RowGroup(group) => encoder.row_group(group)?,
+                        Job::Finish => return encoder.finish(),
+                    }
                 }
-                encoder.finish()
+                Err(internal(
+                    &thread_uri,
+                    "the rows stopped before the end of the input",
+                ))
             });
         match spawned {
-            Ok(done) => Ok(Encoders::Thread { jobs, done }),
+            Ok(done) => Ok(Encoders::Thread { jobs, done, uri }),
             Err(e) => Err(Error::other(
                 ErrorKind::Transient,
-                format!("starting the Parquet encoder thread: {e}"),
+                format!("{uri}: starting the Parquet encoder thread: {e}"),
                 None,
             )),
         }
@@ -659,40 +678,61 @@ impl Encoders {
         match self {
             Encoders::Inline(e) => e.row_group(group),
             Encoders::Thread { jobs, .. } => {
-                if jobs.send(group).is_err() {
-                    // The encoder stopped: its error says why.
-                    return match std::mem::replace(self, Encoders::Finished) {
-                        Encoders::Thread { done, .. } => Err(join(done)
-                            .err()
-                            .unwrap_or_else(|| internal("the Parquet encoder stopped early"))),
-                        _ => Err(internal("the Parquet encoder stopped early")),
-                    };
+                if jobs.send(Job::RowGroup(group)).is_err() {
+                    return Err(self.stopped());
                 }
                 Ok(())
             }
-            Encoders::Finished => Err(internal("the Parquet encoder is not running")),
+            Encoders::Finished => Err(internal("", "the Parquet encoder is not running")),
+        }
+    }
+
+    /// The encoder thread's error, once it has stopped early.
+    fn stopped(&mut self) -> Error {
+        match std::mem::replace(self, Encoders::Finished) {
+            Encoders::Thread { done, uri, .. } => match join(done, &uri) {
+                Err(e) => e,
+                Ok(_) => internal(&uri, "the Parquet encoder stopped early"),
+            },
+            _ => internal("", "the Parquet encoder stopped early"),
         }
     }
 
     fn finish(&mut self) -> Result<u64, Error> {
         match std::mem::replace(self, Encoders::Finished) {
             Encoders::Inline(e) => e.finish(),
-            Encoders::Thread { jobs, done } => {
+            Encoders::Thread { jobs, done, uri } => {
+                // A failed send means the thread has stopped: join says why.
+                let _ = jobs.send(Job::Finish);
                 drop(jobs);
-                join(done)
+                join(done, &uri)
             }
-            Encoders::Finished => Err(internal("the Parquet encoder is not running")),
+            Encoders::Finished => Err(internal("", "the Parquet encoder is not running")),
         }
     }
 }
 
-fn internal(what: &str) -> Error {
-    Error::other(ErrorKind::Internal, what.to_string(), None)
+fn internal(uri: &str, what: &str) -> Error {
+    let what = if uri.is_empty() {
+        what.to_string()
+    } else {
+        format!("{uri}: {what}")
+    };
+    Error::other(ErrorKind::Internal, what, None)
 }
 
-fn join(done: std::thread::JoinHandle<Result<u64, Error>>) -> Result<u64, Error> {
-    done.join()
-        .unwrap_or_else(|_| Err(internal("the Parquet encoder panicked")))
+fn join(done: std::thread::JoinHandle<Result<u64, Error>>, uri: &str) -> Result<u64, Error> {
+    done.join().unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(internal(
+            uri,
+            &format!("the Parquet encoder panicked: {why}"),
+        ))
+    })
 }
 
 impl Pipeline {

@@ -1024,3 +1024,35 @@ async fn parquet_rows_are_checked_like_text_rows_and_bad_files_are_dead_lettered
     let r = h.run("raw/trips/junk.parquet", "not parquet at all").await;
     dead_letter_message(&h, &r, "junk.parquet", "not a readable Parquet file");
 }
+
+/// A file that fails after some row groups were encoded leaves no output,
+/// with the encoder on its own thread as with one thread: the encoder
+/// closes a partition's file only when the whole input was read.
+#[tokio::test]
+async fn a_failure_after_encoded_row_groups_publishes_nothing_with_any_thread_count() {
+    let mut csv = Vec::new();
+    let opts = sluice::sample::TripsOptions {
+        rows: 200_000,
+        seed: 5,
+        days: 1,
+        ..Default::default()
+    };
+    sluice::sample::write_trips(&mut csv, &opts, &mut |_| {}).unwrap();
+    let mut body = gzip(&csv);
+    // Cut the gzip stream short: the read fails after more than one row
+    // group of the one partition was encoded and sent on.
+    body.truncate(body.len() - 4096);
+    for threads in [1, 2] {
+        let h = harness_threads(Registry::embedded().unwrap(), &[], Some(threads));
+        let r = h.run("raw/trips/cut.csv.gz", body.clone()).await;
+        assert!(
+            matches!(r.outcomes[0].1, ObjectOutcome::DeadLettered(_)),
+            "{threads} threads: {r:?}"
+        );
+        let keys = h.keys("validated").await;
+        assert!(
+            keys.iter().all(|k| !k.ends_with(".parquet")),
+            "{threads} threads: a partial output was published: {keys:?}"
+        );
+    }
+}
