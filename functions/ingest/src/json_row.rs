@@ -14,7 +14,7 @@
 use std::fmt;
 use std::io::Write;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 /// The state of one line, reused from line to line.
 pub struct JsonRow {
@@ -26,7 +26,7 @@ pub struct JsonRow {
     /// Whether each field held an array or object.
     nested: Vec<bool>,
     /// Keys outside the contract seen on this line (to find repeats).
-    others: Vec<String>,
+    others: std::collections::HashSet<String>,
     /// Keys named more than once, in the order the repeats were found.
     repeated: Vec<String>,
     /// The field the next key is tried against first.
@@ -50,7 +50,7 @@ impl JsonRow {
             slots: vec![Vec::new(); n],
             seen: vec![false; n],
             nested: vec![false; n],
-            others: Vec::new(),
+            others: std::collections::HashSet::new(),
             repeated: Vec::new(),
             hint: 0,
         }
@@ -116,10 +116,10 @@ impl JsonRow {
                 Some(i)
             }
             None => {
-                if self.others.iter().any(|k| k == key) {
+                if self.others.contains(key) {
                     self.repeat(key);
                 } else {
-                    self.others.push(key.to_string());
+                    self.others.insert(key.to_string());
                 }
                 None
             }
@@ -155,8 +155,12 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
                     out: &mut row.slots[i],
                     nested: &mut row.nested[i],
                 })?,
+                // Parsed whole (and then dropped), not skipped: the line is
+                // accepted only if all of it is valid JSON, as before
+                // (skipping checks neither UTF-8, nor escapes, nor number
+                // range, nor depth).
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<serde_json::Value>()?;
                 }
             }
         }
@@ -237,12 +241,12 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<serde_json::Value>()?.is_some() {}
         *self.nested = true;
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while map.next_entry::<String, serde_json::Value>()?.is_some() {}
         *self.nested = true;
         Ok(())
     }
@@ -353,8 +357,24 @@ mod tests {
             "{\"a\":\"unterminated}",
             " \t{\"b\":3} ",
             r#"{"é":"ü","c":"","b":null}"#,
+            // Invalid JSON under keys outside the contract, repeated keys
+            // and inside nested values is still invalid JSON.
+            r#"{"a":1,"zz":"\ud800"}"#,
+            r#"{"a":1,"zz":1e400}"#,
+            r#"{"zz":[1,]}"#,
+            r#"{"zz":{"k":1,}}"#,
+            r#"{"a":[1e400]}"#,
+            r#"{"a":1,"a":"\ud800"}"#,
+            r#"{"a":{"k":{"k2":"\ud800"}}}"#,
         ];
+        let deep = format!("{{\"a\":1,\"zz\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        let bad_utf8 = b"{\"a\":1,\"zz\":\"\xff\"}".to_vec();
         let mut r = JsonRow::new(names.iter().map(|s| s.to_string()).collect());
+        for line in [deep.as_bytes(), &bad_utf8] {
+            let want = by_map(&names, line);
+            assert!(want.is_err());
+            assert_eq!(by_reader(&mut r, names.len(), line), want);
+        }
         for line in lines {
             let want = by_map(&names, line.as_bytes());
             let got = by_reader(&mut r, names.len(), line.as_bytes());
