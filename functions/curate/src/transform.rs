@@ -215,7 +215,7 @@ impl<'p> Bound<'p> {
         let source = input
             .index_of(SOURCE)
             .ok()
-            .filter(|&i| is_id(input.field(i).data_type()));
+            .filter(|&i| is_text(input.field(i).data_type()));
         let mut derived = Vec::with_capacity(plan.derived.len());
         for (n, d) in plan.derived.iter().enumerate() {
             let need = format!("derived column {:?}", d.name);

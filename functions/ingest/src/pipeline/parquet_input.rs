@@ -11,8 +11,9 @@
 //!   `date`.
 //! - A text column is parsed as text is in CSV (so timestamps written as
 //!   strings work).
-//! - A required contract column missing from the file, or a column whose
-//!   type cannot hold the contract's, is the whole file's problem: DLQ.
+//! - A required contract column missing from the file, a column whose type
+//!   cannot hold the contract's, or a column name given twice is the whole
+//!   file's problem: DLQ.
 //! - A row's `line` in the quarantine is its row number (1-based), and its
 //!   `raw` text is the row as a JSON object of displayed values.
 //!
@@ -20,7 +21,7 @@
 //! the footer, at the end, before the first row.
 
 use std::fs::File;
-use std::io::{self, BufRead};
+use std::io::{BufRead, Write};
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
@@ -36,6 +37,7 @@ use sluice::contract::{Field, FieldType, ValueRef};
 use sluice::Error;
 
 use super::{input_error, read_error, recycle, Pipeline, Sink};
+use crate::records::{cap_raw, RAW_CAP};
 
 /// Rows per batch read.
 const READ_BATCH_ROWS: usize = 8 * 1024;
@@ -169,11 +171,14 @@ fn value_at<'a>(col: &'a ArrayRef, r: usize, field: &Field) -> Result<ValueRef<'
                 ),
             }
             .ok_or_else(|| not("a timestamp"))?;
-            // Without a zone the clock is the source's, as for text.
+            // Without a zone the clock is the source's, as for text. (INT96
+            // timestamps, which Spark and Hive write as UTC instants, come
+            // without a zone too: give such a contract field `zone = "+00:00"`.)
             let utc = match tz {
-                Some(_) => micros,
-                None => micros - i64::from(*offset_secs) * 1_000_000,
-            };
+                Some(_) => Some(micros),
+                None => micros.checked_sub(i64::from(*offset_secs) * 1_000_000),
+            }
+            .ok_or_else(|| not("a timestamp"))?;
             ValueRef::Timestamp(utc)
         }
         FieldType::Date { .. } => ValueRef::Date(match t {
@@ -206,6 +211,33 @@ fn raw_row(names: &[String], cols: &[Option<ArrayRef>], r: usize) -> Vec<u8> {
     serde_json::to_vec(&obj).unwrap_or_default()
 }
 
+/// Copy the input to the spool file. A read error is the input's (or the
+/// store's: it keeps its kind); a write error is ephemeral storage running
+/// out, which is not the file's fault.
+fn spool(input: &mut dyn BufRead, file: &mut File, uri: &str) -> Result<u64, Error> {
+    let mut size = 0u64;
+    loop {
+        let buf = input
+            .fill_buf()
+            .map_err(|e| read_error(uri, "reading", &e))?;
+        if buf.is_empty() {
+            return Ok(size);
+        }
+        file.write_all(buf).map_err(|e| {
+            Error::other(
+                sluice::ErrorKind::Transient,
+                format!(
+                    "{uri}: spooling the Parquet file to ephemeral storage after {size} bytes: {e} (a larger ephemeral storage, or a smaller SLUICE_MAX_OBJECT_BYTES)"
+                ),
+                None,
+            )
+        })?;
+        let n = buf.len();
+        size += n as u64;
+        input.consume(n);
+    }
+}
+
 impl Pipeline {
     /// Ingest a Parquet file; returns the bytes spooled.
     pub(super) fn parquet(
@@ -221,11 +253,27 @@ impl Pipeline {
                 None,
             )
         })?;
-        let size = io::copy(&mut input, &mut file).map_err(|e| read_error(uri, "reading", &e))?;
+        let size = spool(&mut input, &mut file, uri)?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| input_error(uri, format!("not a readable Parquet file: {e}")))?;
         let schema = builder.schema().clone();
         let fields = &self.contract.fields;
+        let mut twice: Vec<&str> = Vec::new();
+        for (i, c) in schema.fields().iter().enumerate() {
+            let name = c.name().as_str();
+            if schema.fields()[..i].iter().any(|p| p.name() == name) && !twice.contains(&name) {
+                twice.push(name);
+            }
+        }
+        if !twice.is_empty() {
+            return Err(input_error(
+                uri,
+                format!(
+                    "the file names column(s) {} more than once (ambiguous: which one holds the data?)",
+                    twice.join(", ")
+                ),
+            ));
+        }
         let mut missing = Vec::new();
         let mut wrong = Vec::new();
         let mut roots = Vec::new();
@@ -314,7 +362,9 @@ impl Pipeline {
                     }
                     Err(reasons) => {
                         let raw = raw_row(&names, &cols, r);
-                        sink.reject(line, &raw, &reasons, false)?;
+                        let cut = raw.len() > self.max_record_bytes;
+                        let raw = if cut { cap_raw(&raw, RAW_CAP) } else { &raw };
+                        sink.reject(line, raw, &reasons, cut)?;
                     }
                 }
                 spare = recycle(row);
