@@ -1006,6 +1006,21 @@ async fn parquet_rows_are_checked_like_text_rows_and_bad_files_are_dead_lettered
     let r = h.run("raw/trips/wrong.parquet", parquet_of(&wrong)).await;
     dead_letter_message(&h, &r, "wrong.parquet", "VendorID is Float64");
 
+    // A column named twice: which one holds the data?
+    let mut twice_fields = fields.clone();
+    let mut twice_cols = cols.clone();
+    twice_fields.push(fields[3].clone());
+    twice_cols.push(cols[3].clone());
+    let twice = RecordBatch::try_new(Arc::new(Schema::new(twice_fields)), twice_cols).unwrap();
+    let h = harness();
+    let r = h.run("raw/trips/twice.parquet", parquet_of(&twice)).await;
+    dead_letter_message(
+        &h,
+        &r,
+        "twice.parquet",
+        "column(s) passenger_count more than once",
+    );
+
     // A required column missing, and bytes that are not Parquet at all.
     let missing = batch
         .project(&(1..batch.num_columns()).collect::<Vec<_>>())
