@@ -871,6 +871,60 @@ impl Pipeline {
         }
     }
 
+    /// Each contract field's column among a file's column `names`, after
+    /// checking that no column is named twice (ambiguous: which one holds
+    /// the data?) and that every required field has one. `whose` names the
+    /// names in the error ("the header"), `shown` heads the names listed.
+    fn match_columns(
+        &self,
+        names: &[&str],
+        whose: &str,
+        shown: &str,
+    ) -> Result<Vec<Option<usize>>, Error> {
+        let uri = &self.source_uri;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut twice: Vec<&str> = Vec::new();
+        for &h in names.iter().filter(|h| !h.is_empty()) {
+            if !seen.insert(h) && !twice.contains(&h) {
+                twice.push(h);
+            }
+        }
+        if !twice.is_empty() {
+            return Err(input_error(
+                uri,
+                format!(
+                    "{whose} names column(s) {} more than once (ambiguous: which one holds the data?)",
+                    twice.join(", ")
+                ),
+            ));
+        }
+        let mut missing = Vec::new();
+        let cols: Vec<Option<usize>> = self
+            .contract
+            .fields
+            .iter()
+            .map(|f| {
+                let i = names.iter().position(|h| *h == f.name);
+                if i.is_none() && !f.nullable {
+                    missing.push(f.name.as_str());
+                }
+                i
+            })
+            .collect();
+        if !missing.is_empty() {
+            let listed: Vec<&str> = names.iter().take(30).copied().collect();
+            return Err(input_error(
+                uri,
+                format!(
+                    "missing required column(s) {} ({shown}: {})",
+                    missing.join(", "),
+                    listed.join(",")
+                ),
+            ));
+        }
+        Ok(cols)
+    }
+
     /// The reason a record over `SLUICE_MAX_RECORD_BYTES` is quarantined.
     fn over_limit_reason(&self) -> String {
         format!(
@@ -920,47 +974,8 @@ impl Pipeline {
             .collect::<Result<_, _>>()
             .map_err(|_| input_error(uri, "the header line is not UTF-8 text (not a CSV file?)"))?;
         let width = header.len();
-        // A column named twice is ambiguous: which one holds the data?
-        let mut seen = std::collections::BTreeSet::new();
-        let mut twice: Vec<&str> = Vec::new();
-        for h in header.iter().filter(|h| !h.is_empty()) {
-            if !seen.insert(h.as_str()) && !twice.contains(&h.as_str()) {
-                twice.push(h);
-            }
-        }
-        if !twice.is_empty() {
-            return Err(input_error(
-                uri,
-                format!(
-                    "the header names column(s) {} more than once (ambiguous: which one holds the data?)",
-                    twice.join(", ")
-                ),
-            ));
-        }
-        let mut missing = Vec::new();
-        let cols: Vec<Option<usize>> = self
-            .contract
-            .fields
-            .iter()
-            .map(|f| {
-                let i = header.iter().position(|h| *h == f.name);
-                if i.is_none() && !f.nullable {
-                    missing.push(f.name.clone());
-                }
-                i
-            })
-            .collect();
-        if !missing.is_empty() {
-            let shown: Vec<&str> = header.iter().take(30).map(String::as_str).collect();
-            return Err(input_error(
-                uri,
-                format!(
-                    "missing required column(s) {} (header: {})",
-                    missing.join(", "),
-                    shown.join(",")
-                ),
-            ));
-        }
+        let names: Vec<&str> = header.iter().map(String::as_str).collect();
+        let cols = self.match_columns(&names, "the header", "header")?;
         let mut spare = Vec::with_capacity(cols.len());
         let mut key_buf = Vec::new();
         let mut rejected_text = Vec::new();

@@ -258,53 +258,18 @@ impl Pipeline {
             .map_err(|e| input_error(uri, format!("not a readable Parquet file: {e}")))?;
         let schema = builder.schema().clone();
         let fields = &self.contract.fields;
-        let mut twice: Vec<&str> = Vec::new();
-        for (i, c) in schema.fields().iter().enumerate() {
-            let name = c.name().as_str();
-            if schema.fields()[..i].iter().any(|p| p.name() == name) && !twice.contains(&name) {
-                twice.push(name);
-            }
-        }
-        if !twice.is_empty() {
-            return Err(input_error(
-                uri,
-                format!(
-                    "the file names column(s) {} more than once (ambiguous: which one holds the data?)",
-                    twice.join(", ")
-                ),
-            ));
-        }
-        let mut missing = Vec::new();
+        let names: Vec<&str> = schema.fields().iter().map(|c| c.name().as_str()).collect();
+        let cols = self.match_columns(&names, "the file", "columns")?;
         let mut wrong = Vec::new();
         let mut roots = Vec::new();
-        for f in fields {
-            match schema.fields().iter().position(|c| c.name() == &f.name) {
-                Some(i) => {
-                    let t = schema.field(i).data_type();
-                    if !holds(&f.ty, t) {
-                        wrong.push(format!("{} is {t}", f.name));
-                    }
-                    roots.push(i);
+        for (f, i) in fields.iter().zip(&cols) {
+            if let Some(i) = *i {
+                let t = schema.field(i).data_type();
+                if !holds(&f.ty, t) {
+                    wrong.push(format!("{} is {t}", f.name));
                 }
-                None if !f.nullable => missing.push(f.name.clone()),
-                None => {}
+                roots.push(i);
             }
-        }
-        if !missing.is_empty() {
-            let shown: Vec<&str> = schema
-                .fields()
-                .iter()
-                .take(30)
-                .map(|c| c.name().as_str())
-                .collect();
-            return Err(input_error(
-                uri,
-                format!(
-                    "missing required column(s) {} (columns: {})",
-                    missing.join(", "),
-                    shown.join(",")
-                ),
-            ));
         }
         if !wrong.is_empty() {
             return Err(input_error(
