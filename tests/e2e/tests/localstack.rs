@@ -370,6 +370,17 @@ async fn corrupt_file_lands_in_the_dlq_and_nothing_else_is_written() {
     );
     assert!(envelope["event"].is_object(), "the original event is kept");
 
+    // The failure is committed as such: a dead_lettered manifest, no
+    // outputs. The runner sends the envelope first and commits after it (a
+    // redelivery finishes a commit that failed), so wait for the commit.
+    let manifest = ctx
+        .wait_manifest("ingest", &landing, &key, |m| {
+            m.state == sluice::commit::ManifestState::DeadLettered
+        })
+        .await
+        .expect("the dead-letter commit");
+    assert!(manifest.outputs.is_empty(), "{manifest:?}");
+
     let id = SourceIdentity {
         bucket: landing.clone(),
         key: key.clone(),
@@ -393,18 +404,6 @@ async fn corrupt_file_lands_in_the_dlq_and_nothing_else_is_written() {
             "a corrupt file produced output in {bucket}: {written:?}"
         );
     }
-    // The failure is committed as such: a dead_lettered manifest, no outputs.
-    let manifest_key =
-        sluice::runner::manifest_key_in("", "ingest", &SourceIdentity::of_key(&landing, &key));
-    let manifest: Manifest = serde_json::from_slice(
-        &ctx.store
-            .get_bytes(&vb, &manifest_key)
-            .await
-            .expect("the dead-letter commit"),
-    )
-    .unwrap();
-    assert_eq!(manifest.state, sluice::commit::ManifestState::DeadLettered);
-    assert!(manifest.outputs.is_empty(), "{manifest:?}");
 }
 
 #[tokio::test]
