@@ -1197,6 +1197,8 @@ impl<S: Stage> Runner<S> {
                     ManifestState::Committed => {
                         if !m.clean {
                             self.finish_cleanup(&ledger, &lineage, m, etag).await?;
+                        } else if m.source.generation > 0 {
+                            self.sweep_older_generations(&ledger, &m).await?;
                         }
                         AlreadyProcessed { stage }.emit(metrics);
                         return Ok(ObjectOutcome::AlreadyProcessed);
@@ -1368,6 +1370,34 @@ impl<S: Stage> Runner<S> {
             keep.extend(m.outputs);
         }
         ledger.remove(owned, &keep).await
+    }
+
+    /// A rebuild's commit is clean, but an attempt of an older generation of
+    /// the same content may have written after that cleanup (it was in
+    /// flight, then failed or crashed). No older generation can commit any
+    /// more, so what they claimed is removed, except what the commit lists.
+    /// Run by every delivery that finds the rebuild committed: the retry or
+    /// redelivery of the late attempt is one of them.
+    async fn sweep_older_generations(
+        &self,
+        ledger: &Ledger,
+        committed: &Manifest,
+    ) -> Result<usize> {
+        let content = committed.source.content_tag();
+        let claims = ledger.claims(&committed.source).await?;
+        let older: Vec<&OutputRef> = claims
+            .iter()
+            .filter(|c| {
+                let (tag, generation) = parse_claim_tag(&c.tag);
+                tag == content && generation < committed.source.generation
+            })
+            .map(|c| &c.output)
+            .collect();
+        if older.is_empty() {
+            return Ok(0);
+        }
+        let keep: BTreeSet<OutputRef> = committed.outputs.iter().cloned().collect();
+        ledger.remove(older, &keep).await
     }
 
     /// The input is gone and this event's version never committed: nothing

@@ -24,12 +24,16 @@ use sluice::{Counts, ObjectContext, Runner, Runtime, Stage};
 /// Inputs starting with CORRUPT, PANIC or UNBALANCED misbehave on purpose;
 /// an input starting with WAIT writes its outputs, then waits for `release`
 /// before returning (a version still in flight); inputs starting with SLOW take [`SLOW`] (tokio time, so paused in tests
-/// that pause it). Every key the stage starts on is recorded.
+/// that pause it). An input starting with LATE waits for `release` before
+/// writing, then fails once with a transient error (a writer of generation 0
+/// overtaken by a rebuild, whose retry follows). Every key the stage starts
+/// on is recorded.
 #[derive(Default)]
 struct CopyStage {
     reached: Arc<tokio::sync::Notify>,
     release: Arc<tokio::sync::Notify>,
     started: Arc<Mutex<Vec<String>>>,
+    late_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a SLOW input takes.
@@ -54,6 +58,15 @@ impl Stage for CopyStage {
         let text = String::from_utf8_lossy(&body).into_owned();
         if text.starts_with("SLOW") {
             tokio::time::sleep(SLOW).await;
+        }
+        let late = text.starts_with("LATE")
+            && ctx.lineage.source.generation == 0
+            && !self
+                .late_failed
+                .swap(true, std::sync::atomic::Ordering::SeqCst);
+        if late {
+            self.reached.notify_one();
+            self.release.notified().await;
         }
         if text.starts_with("CORRUPT") {
             return Err(Error::invalid_input(ctx.location(), "corrupt header"));
@@ -91,6 +104,13 @@ impl Stage for CopyStage {
                 &Metadata::new(),
             )
             .await?;
+        }
+        if late {
+            return Err(Error::other(
+                ErrorKind::Transient,
+                "connection reset (the test's)",
+                None,
+            ));
         }
         // A rebuild (generation > 0) of a WAIT input does not wait.
         if text.starts_with("WAIT") && ctx.lineage.source.generation == 0 {
@@ -1053,6 +1073,42 @@ async fn a_first_processing_overtaken_by_a_rebuild_leaves_nothing_behind() {
     assert_eq!(data.len(), 1, "{data:?}");
     assert!(data[0].0.ends_with("-r9.txt"), "{data:?}");
     assert_eq!(h.manifest(&v1).await.source.generation, 9);
+}
+
+/// A generation-0 attempt that writes only after a rebuild has committed and
+/// cleaned up, and then fails transiently: its retry finds the rebuild's
+/// commit (already processed) and must still remove what the failed attempt
+/// wrote (simulation seed 3006 left such a profile behind).
+#[tokio::test]
+async fn an_attempt_that_writes_after_a_rebuild_committed_is_swept_by_its_retry() {
+    use sluice::trigger::Replay;
+    let h = harness();
+    let v1 = h.land("raw/late.txt", "LATE x").await;
+    let in_flight = h.invoke(s3_notification(std::slice::from_ref(&v1)));
+    let meanwhile = async {
+        h.reached.notified().await;
+        let replay = s3_notification(&[ObjectRef::new("landing", "raw/late.txt")]);
+        let r = h
+            .runner
+            .handle_replay(&replay, None, Replay::reprocess(7))
+            .await
+            .unwrap();
+        h.release.notify_one();
+        r
+    };
+    let (late, rebuilt) = tokio::join!(in_flight, meanwhile);
+    assert!(
+        matches!(rebuilt.outcomes[0].1, ObjectOutcome::Processed { .. }),
+        "{rebuilt:?}"
+    );
+    assert!(
+        matches!(late.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
+        "{late:?}"
+    );
+    let data = h.data().await;
+    assert_eq!(data.len(), 1, "only the rebuild's output is left: {data:?}");
+    assert!(data[0].0.ends_with("-r7.txt"), "{data:?}");
+    assert_eq!(h.manifest(&v1).await.source.generation, 7);
 }
 
 /// Through SQS a rebuild is the `sluice-reprocess` attribute; a value that
