@@ -65,7 +65,9 @@
 //!   generation in their keys and tags, so generations never share a key,
 //!   just as versions do not. Of two commits of the same content the higher
 //!   generation wins; an ordinary event takes the committed generation (it
-//!   is a duplicate); the winner's cleanup spares the claims of a higher
+//!   is a duplicate) and removes what lower generations of that content
+//!   claimed after the winner's cleanup (a late writer of one that then
+//!   failed); the winner's cleanup spares the claims of a higher
 //!   generation still being written. A committed version whose input is
 //!   deleted keeps its cleanup to itself: no newer version will take it
 //!   over, and a loser never removes what the current manifest lists.
