@@ -25,7 +25,7 @@ test: lint hooks-check unit report-check tf-check e2e ## Run every test: lint, h
 .PHONY: lint
 lint: lint-workflows secret-scan ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows, secret scan
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features sluice-e2e/localstack -- -D warnings
 
 .PHONY: lint-workflows
 lint-workflows: ## actionlint (+ shellcheck on run: scripts) on .github/workflows, both installed into .venv/tools
@@ -44,9 +44,12 @@ hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS ke
 	bash scripts/test-hooks.sh
 
 .PHONY: unit
+# Every cargo command here and in scripts/ selects --workspace, so the tree is
+# compiled once with one feature set (`-p` would compile it again). The sim's
+# run adds `--bin sluice` only to build the same set of units as the first line.
 unit: ## Unit and integration tests (no services needed; the fuzz properties at small case counts), then the simulation (2000 seeds, about 3 minutes on 2 cores) with its figures
-	$(CARGO) test --workspace --exclude sluice-e2e --exclude sluice-sim
-	$(CARGO) test -p sluice-sim -- --nocapture
+	$(CARGO) test --workspace -- --exact --skip simulate
+	$(CARGO) test --workspace --test sim --bin sluice -- --exact simulate --nocapture
 
 # `make unit` runs 2000 seeds of the simulation (the default of
 # tests/sim/tests/sim.rs) and prints its summary line; this is the long soak.
@@ -54,7 +57,7 @@ unit: ## Unit and integration tests (no services needed; the fuzz properties at 
 SEEDS ?= 100000
 .PHONY: sim
 sim: ## Deterministic simulation soak: SEEDS seeds (default 100000) of faults, crashes and redelivery against the oracle
-	SIM_SEEDS=$(SEEDS) $(CARGO) test -p sluice-sim --test sim -- simulate --nocapture
+	SIM_SEEDS=$(SEEDS) $(CARGO) test --workspace --test sim --bin sluice -- --exact simulate --nocapture
 
 # `make unit` runs the property tests (*/tests/fuzz_*.rs) with small case
 # counts and a fixed seed; this is the long run, with a new seed each time

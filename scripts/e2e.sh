@@ -4,10 +4,10 @@
 # 1. Start LocalStack (tests/localstack/localstack.sh: Docker if an engine
 #    answers, else host mode with the process executor), unless one is
 #    already running on LOCALSTACK_PORT (then it is reused and left running).
-# 2. Build the stage binaries (the dev profile `cargo test` already built the
-#    dependencies for) and zip them as target/lambda/<stage>/bootstrap.zip.
+# 2. Build the stage binaries (scripts/build-dev.sh: the build `make unit`
+#    already made) and zip them as target/lambda/<stage>/bootstrap.zip.
 # 3. terraform apply infra/envs/local with a ghost curate beside prod.
-# 4. The executor plugin's tests, then cargo test -p sluice-e2e, one test at a
+# 4. The executor plugin's tests, then the sluice-e2e tests, one test at a
 #    time, against that deployment (the pipeline, then the sluice commands:
 #    replay, trace, status, ghost diff).
 # 5. `sluice report` of the deployment, checked in headless Chromium.
@@ -29,7 +29,7 @@ echo "e2e: $(curl -fsS "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/info")"
 # The executor plugin's own tests (timeouts, crashes, retries, logs).
 .venv/localstack/bin/python tests/localstack/test_executor.py 2>&1 | tail -n 3
 t1=$(date +%s)
-cargo build -q -p sluice-ingest -p sluice-curate -p sluice-profile -p sluice-cli
+bash scripts/build-dev.sh
 python3 scripts/zip-host.py --profile debug
 bash scripts/infra.sh deploy local -var 'ghost_stages=["curate"]' >target/e2e-deploy.log 2>&1 ||
   { cat target/e2e-deploy.log; exit 1; }
@@ -37,7 +37,8 @@ tail -n 3 target/e2e-deploy.log
 bash scripts/infra.sh output local >target/e2e-outputs.json
 t2=$(date +%s)
 SLUICE_E2E_OUTPUTS="$PWD/target/e2e-outputs.json" SLUICE_BIN="$PWD/target/debug/sluice" \
-  cargo test -q -p sluice-e2e -- --test-threads=1 --nocapture
+  cargo test -q --workspace --features sluice-e2e/localstack --test localstack --test faults --test ops \
+  -- --test-threads=1 --nocapture
 t3=$(date +%s)
 target/debug/sluice report --deployment target/e2e-outputs.json --out target/e2e-report.html
 bash scripts/report-check.sh target/e2e-report.html target/e2e-report.png

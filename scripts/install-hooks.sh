@@ -17,5 +17,5 @@ for h in "$TOP"/.git/hooks/*; do
 done
 git -C "$TOP" config core.hooksPath .githooks
 echo "hooks: core.hooksPath=$(git -C "$TOP" config core.hooksPath): pre-commit (cargo fmt --check, secret scan of the staged changes)," \
-  "pre-push (secret scan of the pushed commits, clippy -D warnings, cargo test --workspace --exclude sluice-e2e);" \
+  "pre-push (secret scan of the pushed commits, clippy -D warnings, cargo test --workspace);" \
   "ready in $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"

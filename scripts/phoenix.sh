@@ -27,7 +27,7 @@ say() { echo "phoenix: $*"; }
 t0=$(date +%s)
 
 [[ -x "$PY" ]] || { say "the LocalStack venv is missing: run make localstack-up first"; exit 1; }
-cargo build -q -p sluice-cli
+bash scripts/build-dev.sh
 rm -rf "$OUT"
 mkdir -p "$OUT"
 $INFRA output local >"$OUT/outputs-before.json"

@@ -105,7 +105,7 @@ if [ -n "$LOCAL" ]; then
         fi
     fi
     echo "== building sluice and writing the report of $LOCAL"
-    cargo build -q -p sluice-cli
+    bash scripts/build-dev.sh
     t=$(now)
     ./target/debug/sluice report --local "$LOCAL" --out "$PAGE" ${DATASET:+--dataset "$DATASET"} \
         || die "sluice report failed"
