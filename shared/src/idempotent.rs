@@ -176,6 +176,12 @@ impl StreamedOutput {
         self.upload.write(data).await
     }
 
+    /// The upload's part size, or 0 if it holds nothing back
+    /// ([`crate::store::MultipartUpload::part_size`]).
+    pub fn part_size(&self) -> usize {
+        self.upload.part_size()
+    }
+
     /// Make the output visible; a lost race is a retryable error.
     pub async fn complete(self) -> Result<WriteOutcome> {
         let replacing = self.replacing;

@@ -21,6 +21,7 @@ pub mod lineage;
 pub mod retry;
 pub mod runner;
 pub mod sample;
+pub mod spool;
 pub mod store;
 pub mod telemetry;
 pub mod trigger;

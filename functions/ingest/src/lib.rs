@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice::contract::{Contract, Registry};
-use sluice::idempotent::StreamedOutput;
-use sluice::store::Metadata;
+use sluice::spool::OutputSet;
 use sluice::{Counts, Error, ErrorKind, ObjectContext, Stage};
 use tokio_util::io::SyncIoBridge;
 
@@ -28,6 +27,7 @@ pub const PARQUET: &str = "application/vnd.apache.parquet";
 pub struct Ingest {
     contracts: BTreeMap<String, Arc<Contract>>,
     threads: usize,
+    memory_budget: usize,
 }
 
 impl Ingest {
@@ -39,7 +39,15 @@ impl Ingest {
                 .filter_map(|n| registry.get(n).map(|c| (n.to_string(), c.clone())))
                 .collect(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
+            memory_budget: MEMORY_BUDGET,
         }
+    }
+
+    /// Hold about `bytes` per file (default [`MEMORY_BUDGET`], shared out as
+    /// it says).
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
+        self
     }
 
     /// Use at most `threads` threads per file (at least one). The default is
@@ -67,48 +75,15 @@ impl Ingest {
     }
 }
 
-/// Outputs being streamed, by key; `None` when the output already exists
-/// for this input version and the bytes are discarded.
-struct Outputs {
-    open: BTreeMap<String, Option<StreamedOutput>>,
-}
-
-impl Outputs {
-    async fn write(
-        &mut self,
-        ctx: &mut ObjectContext,
-        bucket: &str,
-        key: &str,
-        bytes: bytes::Bytes,
-        content_type: &str,
-    ) -> sluice::Result<()> {
-        if !self.open.contains_key(key) {
-            let out = ctx
-                .begin_output(bucket, key, Some(content_type), &Metadata::new())
-                .await?;
-            self.open.insert(key.to_string(), out);
-        }
-        if let Some(Some(out)) = self.open.get_mut(key) {
-            out.write(bytes).await?;
-        }
-        Ok(())
-    }
-
-    async fn complete(&mut self, key: &str) -> sluice::Result<()> {
-        if let Some(Some(out)) = self.open.remove(key) {
-            out.complete().await?;
-        }
-        Ok(())
-    }
-
-    async fn abort_all(&mut self) {
-        for (_, out) in std::mem::take(&mut self.open) {
-            if let Some(out) = out {
-                let _ = out.abort().await;
-            }
-        }
-    }
-}
+/// The memory one file's ingest may hold, by default: half for validated
+/// rows waiting to be encoded as row groups, a quarter for encoded bytes not
+/// yet sent (all of the file's outputs together: past it, the output holding
+/// the most is spilled to the ephemeral disk, [`OutputSet`]), and a quarter
+/// for what is in between (the row groups on their way, the part being
+/// sent). On S3 each output sends whole parts of at least 5 MiB; without the
+/// shared share, a file spanning 365 daily partitions would hold up to a
+/// part per partition.
+pub const MEMORY_BUDGET: usize = 48 * 1024 * 1024;
 
 #[async_trait]
 impl Stage for Ingest {
@@ -156,6 +131,7 @@ impl Stage for Ingest {
             file_name: format!("{id}.parquet"),
             compression: ctx.config.parquet_compression,
             threads: self.threads,
+            pending_budget: self.memory_budget / 2,
         };
         let input = ctx.open_input().await?;
         let reader = SyncIoBridge::new(input.into_async_read());
@@ -165,9 +141,7 @@ impl Stage for Ingest {
         let out = ctx.config.output.clone();
         let q = ctx.config.quarantine.clone();
         let quarantine_key = format!("{}{}/{id}.jsonl", q.prefix, contract.name);
-        let mut outputs = Outputs {
-            open: BTreeMap::new(),
-        };
+        let mut outputs = OutputSet::new(self.memory_budget / 4);
         let mut upload_err = None;
         while let Some(msg) = rx.recv().await {
             let res = match msg {
@@ -212,6 +186,13 @@ impl Stage for Ingest {
             (None, Ok(Ok(stats))) => stats,
         };
         outputs.complete(&quarantine_key).await?;
+        if outputs.spilled() > 0 {
+            tracing::info!(
+                spilled_bytes = outputs.spilled(),
+                peak_held_bytes = outputs.peak(),
+                "outputs held past the upload budget went to the ephemeral disk"
+            );
+        }
         Ok(Counts {
             rows_in: stats.rows_in,
             rows_out: stats.rows_out,

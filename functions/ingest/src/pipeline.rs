@@ -31,14 +31,6 @@ use crate::records::{cap_raw, CsvRecords, Lines, MAX_HELD_FIELDS, RAW_CAP};
 const BATCH_ROWS: usize = 16 * 1024;
 /// Rows per Parquet row group (smaller groups are cut by the memory budget).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
-/// Arrow bytes of validated rows waiting, across all partitions, to be
-/// encoded as a row group.
-///
-/// Rows wait as Arrow batches and are encoded one whole row group at a time,
-/// so only one partition has open column writers at any moment. Keeping a
-/// row group open per partition instead costs a zstd context per column per
-/// partition (65 MB for a month of days) and grows with the partition count.
-const PENDING_BUDGET: usize = 32 * 1024 * 1024;
 /// Quarantine bytes buffered before they are sent on.
 const QUARANTINE_CHUNK: usize = 1024 * 1024;
 
@@ -130,6 +122,16 @@ pub struct Pipeline {
     /// Threads to use: more than one encodes Parquet on a thread of its
     /// own while rows are parsed (the output bytes are the same).
     pub threads: usize,
+    /// Arrow bytes of validated rows waiting, across all partitions, to be
+    /// encoded as a row group; past it, the partition holding the most is
+    /// encoded (a smaller row group, not more memory).
+    ///
+    /// Rows wait as Arrow batches and are encoded one whole row group at a
+    /// time, so only one partition has open column writers at any moment.
+    /// Keeping a row group open per partition instead costs a zstd context
+    /// per column per partition (65 MB for a month of days) and grows with
+    /// the partition count.
+    pub pending_budget: usize,
 }
 
 /// An empty row of values that keeps `row`'s allocation: the values of
@@ -449,7 +451,7 @@ impl<'a> Sink<'a> {
         self.row_partition = Vec::with_capacity(BATCH_ROWS);
         // Over budget: encode the partition holding the most bytes (a
         // smaller row group, not more memory).
-        while self.pending_bytes > PENDING_BUDGET {
+        while self.pending_bytes > self.p.pending_budget {
             let Some((&part, _)) = self.pending.iter().max_by_key(|(_, p)| p.bytes) else {
                 break;
             };

@@ -38,7 +38,14 @@ fn harness_with(registry: &Registry, extra: &[(&str, &str)]) -> H {
 }
 
 fn harness_threads(registry: &Registry, extra: &[(&str, &str)], threads: Option<usize>) -> H {
-    let store = MemoryStore::new();
+    let ingest = match threads {
+        Some(n) => Ingest::new(registry).with_threads(n),
+        None => Ingest::new(registry),
+    };
+    harness_store(MemoryStore::new(), ingest, extra)
+}
+
+fn harness_store(store: MemoryStore, ingest: Ingest, extra: &[(&str, &str)]) -> H {
     let dlq = MemoryDeadLetter::new();
     let mut vars = vec![
         ("SLUICE_INPUT", "s3://landing/raw/"),
@@ -58,13 +65,7 @@ fn harness_threads(registry: &Registry, extra: &[(&str, &str)], threads: Option<
     H {
         store,
         dlq,
-        runner: Runner::new(
-            rt,
-            match threads {
-                Some(n) => Ingest::new(registry).with_threads(n),
-                None => Ingest::new(registry),
-            },
-        ),
+        runner: Runner::new(rt, ingest),
     }
 }
 
@@ -879,6 +880,68 @@ async fn encoding_on_a_second_thread_writes_the_same_bytes() {
         "several row groups per file: {groups:?}"
     );
     assert_eq!(outputs[0], outputs[1]);
+}
+
+/// A file over 40 daily partitions through a store that sends parts (as S3
+/// does), with a memory budget far below a part per partition: row groups
+/// are cut small, outputs are spilled to the ephemeral disk and sent in
+/// whole parts, and every output is the same, row for row, as through a
+/// store that holds nothing back with the default budget.
+#[tokio::test]
+async fn many_partitions_under_a_small_memory_budget_keep_every_row() {
+    let mut csv = Vec::new();
+    let opts = sluice::sample::TripsOptions {
+        rows: 100_000,
+        seed: 5,
+        bad_ratio: 0.01,
+        days: 40,
+        ..Default::default()
+    };
+    sluice::sample::write_trips(&mut csv, &opts, &mut |_| {}).unwrap();
+    let csv = Bytes::from(csv);
+    let registry = Registry::embedded().unwrap();
+    let mut outputs = Vec::new();
+    for (part, budget) in [(0, sluice_ingest::MEMORY_BUDGET), (16 * 1024, 512 * 1024)] {
+        let ingest = Ingest::new(registry).with_memory_budget(budget);
+        let h = harness_store(MemoryStore::new().with_part_size(part), ingest, &[]);
+        let report = h.run("raw/trips/year.csv", csv.clone()).await;
+        let c = counts(&report);
+        assert_eq!(c.rows_in, 100_000, "part size {part}");
+        let mut files = Vec::new();
+        for key in h.keys("validated").await {
+            let body = h.store.get_bytes("validated", &key).await.unwrap();
+            let size = body.len();
+            // Smaller row groups change the bytes, not the rows.
+            let rows = if key.ends_with(".parquet") {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let batches: Vec<_> = reader.map(Result::unwrap).collect();
+                let one = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+                format!("{one:?}")
+            } else {
+                String::from_utf8(body.to_vec()).unwrap()
+            };
+            files.push((key, size, rows));
+        }
+        outputs.push(files);
+    }
+    let parquet: Vec<_> = outputs[0]
+        .iter()
+        .filter(|f| f.0.ends_with(".parquet"))
+        .collect();
+    assert_eq!(parquet.len(), 40, "one file per day");
+    let total: usize = parquet.iter().map(|f| f.1).sum();
+    assert!(
+        total > 4 * 128 * 1024,
+        "the budget is well below the output: {total} bytes"
+    );
+    assert_eq!(outputs[0].len(), outputs[1].len());
+    for (a, b) in outputs[0].iter().zip(&outputs[1]) {
+        assert_eq!(a.0, b.0);
+        assert!(a.2 == b.2, "{}: the same rows in order", a.0);
+    }
 }
 
 /// A content hash for comparing outputs.

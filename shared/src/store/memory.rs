@@ -29,12 +29,21 @@ struct State {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    part_size: usize,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose uploads report parts of `part_size` bytes, as S3's do
+    /// ([`MultipartUpload::part_size`]), so that writers that feed whole
+    /// parts take that path; the bytes are kept the same way.
+    pub fn with_part_size(mut self, part_size: usize) -> Self {
+        self.part_size = part_size;
+        self
     }
 
     /// Make the next `count` calls of `op` ("get", "head", "put", "complete",
@@ -190,6 +199,7 @@ impl ObjectStore for MemoryStore {
             key: key.to_string(),
             opts,
             buf: BytesMut::new(),
+            part_size: self.part_size,
         }))
     }
 
@@ -216,6 +226,7 @@ struct MemoryUpload {
     key: String,
     opts: PutOptions,
     buf: BytesMut,
+    part_size: usize,
 }
 
 #[async_trait]
@@ -223,6 +234,10 @@ impl MultipartUpload for MemoryUpload {
     async fn write(&mut self, data: Bytes) -> Result<()> {
         self.buf.extend_from_slice(&data);
         Ok(())
+    }
+
+    fn part_size(&self) -> usize {
+        self.part_size
     }
 
     async fn complete(self: Box<Self>) -> Result<PutResult> {

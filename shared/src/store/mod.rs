@@ -139,6 +139,13 @@ pub struct PutResult {
 pub trait MultipartUpload: Send {
     /// Append data. Buffers at most one part before sending it.
     async fn write(&mut self, data: Bytes) -> Result<()>;
+    /// The size of the parts it sends (S3: at least 5 MiB), or 0 if it
+    /// holds nothing back (a local file, memory). A writer that feeds it
+    /// whole parts leaves nothing buffered in it
+    /// ([`crate::spool::OutputSet`] does).
+    fn part_size(&self) -> usize {
+        0
+    }
     /// Make the object visible, honouring the put mode of the upload.
     async fn complete(self: Box<Self>) -> Result<PutResult>;
     /// Discard everything written.

@@ -132,6 +132,10 @@ impl MultipartUpload for NotifyingUpload {
         self.inner.write(data).await
     }
 
+    fn part_size(&self) -> usize {
+        self.inner.part_size()
+    }
+
     async fn complete(self: Box<Self>) -> Result<PutResult> {
         let this = *self;
         let r = this.inner.complete().await?;

@@ -280,6 +280,11 @@ struct S3Upload {
 
 impl S3Upload {
     async fn flush_part(&mut self) -> Result<()> {
+        let body = self.buf.split().freeze();
+        self.send_part(body).await
+    }
+
+    async fn send_part(&mut self, body: Bytes) -> Result<()> {
         let client = &self.store.client;
         let loc = location(&self.bucket, &self.key);
         let upload_id = match &self.upload_id {
@@ -311,7 +316,6 @@ impl S3Upload {
             }
         };
         let part_number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
-        let body = self.buf.split().freeze();
         let out = client
             .upload_part()
             .bucket(&self.bucket)
@@ -335,6 +339,10 @@ impl S3Upload {
 #[async_trait]
 impl MultipartUpload for S3Upload {
     async fn write(&mut self, data: Bytes) -> Result<()> {
+        if self.buf.is_empty() && data.len() == self.store.part_size {
+            // A whole part (what an OutputSet sends): no copy into the buffer.
+            return self.send_part(data).await;
+        }
         self.buf.extend_from_slice(&data);
         while self.buf.len() >= self.store.part_size {
             // Send exactly one part's worth; keep the remainder buffered.
@@ -343,6 +351,10 @@ impl MultipartUpload for S3Upload {
             self.buf = rest;
         }
         Ok(())
+    }
+
+    fn part_size(&self) -> usize {
+        self.store.part_size
     }
 
     async fn complete(mut self: Box<Self>) -> Result<PutResult> {
