@@ -17,6 +17,50 @@ pub struct BenchArgs {
     /// Scratch directory (emptied first).
     #[arg(long, default_value = "bench-data/scratch")]
     pub scratch: PathBuf,
+    /// Read and write through S3 instead of the scratch directory (the AWS
+    /// configuration chain: `AWS_ENDPOINT_URL` for LocalStack). The buckets
+    /// `landing` and `validated` are created if missing and emptied; the
+    /// file is uploaded first, and the peak RSS is reset before ingest
+    /// starts, so it is ingest's alone.
+    #[arg(long)]
+    pub s3: bool,
+}
+
+/// Empty (creating if missing) the buckets ingest reads and writes, and
+/// upload `file` as `key`: the S3 store, ready for ingest.
+async fn s3_setup(
+    file: &std::path::Path,
+    key: &str,
+) -> anyhow::Result<std::sync::Arc<dyn sluice::store::ObjectStore>> {
+    use sluice::store::{ObjectStore, S3Store};
+    let conf = sluice::aws::load_sdk_config().await;
+    let client = sluice::aws::s3_client(&conf, sluice::aws::custom_endpoint_configured());
+    let store = S3Store::with_client(client.clone());
+    for bucket in ["landing", "validated"] {
+        if store.list(bucket, "").await.is_err() {
+            client
+                .create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .with_context(|| format!("creating bucket {bucket}"))?;
+        }
+        for o in store.list(bucket, "").await? {
+            store.delete(bucket, &o.key).await?;
+        }
+    }
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(file)
+        .await
+        .with_context(|| format!("{}", file.display()))?;
+    client
+        .put_object()
+        .bucket("landing")
+        .key(key)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("uploading s3://landing/{key}"))?;
+    Ok(std::sync::Arc::new(store))
 }
 
 /// Peak resident set size (VmHWM) and CPU seconds (user+sys) of this process.
@@ -69,11 +113,23 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let key = format!("raw/trips/{name}");
+    let s3 = if args.s3 {
+        let store = rt.block_on(s3_setup(&abs, &key))?;
+        // "5" resets VmHWM to the current RSS: the peak is ingest's alone.
+        std::fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")?;
+        Some(store)
+    } else {
+        None
+    };
     let (_, cpu0) = usage();
     let started = Instant::now();
     let report = rt.block_on(async {
-        let pipeline = crate::local::LocalPipeline::open(&args.scratch)?;
-        let obj = ObjectRef::new("landing", format!("raw/trips/{name}"));
+        let pipeline = match s3 {
+            Some(store) => crate::local::LocalPipeline::open_on(&args.scratch, store)?,
+            None => crate::local::LocalPipeline::open(&args.scratch)?,
+        };
+        let obj = ObjectRef::new("landing", key.clone());
         pipeline.invoke("ingest", &s3_notification(&[obj])).await
     })?;
     let wall = started.elapsed().as_secs_f64();

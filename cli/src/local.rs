@@ -42,8 +42,9 @@ fn layout(stage: &str) -> (&'static str, &'static str) {
 
 /// Stage settings a local run takes from the environment (`SLUICE_*` as on
 /// Lambda); everything else is fixed by the layout.
-pub const LOCAL_TUNABLES: [&str; 7] = [
+pub const LOCAL_TUNABLES: [&str; 8] = [
     "SLUICE_MAX_OBJECT_BYTES",
+    "SLUICE_MEMORY_BUDGET_BYTES",
     "SLUICE_MAX_DECOMPRESSION_RATIO",
     "SLUICE_MAX_RECORD_BYTES",
     "SLUICE_RETRY_MAX_ATTEMPTS",
@@ -172,7 +173,14 @@ impl LocalPipeline {
             .canonicalize()
             .with_context(|| format!("resolving {}", dir.display()))?;
         let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir)?);
-        let store = NotifyingStore::new(local);
+        Self::open_on(&dir, local)
+    }
+
+    /// The layout's buckets in `store` (S3, for `sluice bench-ingest
+    /// --s3`); the DLQ files and alerts stay under `dir`.
+    pub fn open_on(dir: &Path, store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
+        let dir = dir.to_path_buf();
+        let store = NotifyingStore::new(store);
         let registry = Registry::embedded()?;
         let runtime = |stage: &str| -> anyhow::Result<Runtime> {
             let config = local_config(stage, &dir)?;

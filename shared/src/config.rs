@@ -19,6 +19,12 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
 /// Smallest `SLUICE_MAX_RECORD_BYTES` accepted.
 pub const MIN_MAX_RECORD_BYTES: usize = 64;
 
+/// Default of `SLUICE_MEMORY_BUDGET_BYTES`: 48 MiB, which leaves room for
+/// the runtime and the binary in a 128 MB Lambda.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 48 << 20;
+/// Smallest `SLUICE_MEMORY_BUDGET_BYTES` accepted.
+pub const MIN_MEMORY_BUDGET_BYTES: usize = 1 << 20;
+
 /// The environment as given: every value a string, every field optional.
 /// Field names are the variable names without `SLUICE_`, lower-cased.
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +61,10 @@ pub struct RawConfig {
     pub max_record_bytes: Option<String>,
     /// Multipart part size in bytes (default 8 MiB, at least 5 MiB).
     pub part_size_bytes: Option<String>,
+    /// Memory one input file's processing may hold, in bytes (default
+    /// 48 MiB, at least 1 MiB; ingest shares it out between waiting rows
+    /// and unsent output, spilling to the ephemeral disk past it).
+    pub memory_budget_bytes: Option<String>,
     /// `true`/`false`; default true when `AWS_ENDPOINT_URL` is set.
     pub s3_force_path_style: Option<String>,
     /// Code version stamped on outputs (default: the crate version).
@@ -128,6 +138,7 @@ fn known_vars() -> Vec<String> {
         "MAX_DECOMPRESSION_RATIO",
         "MAX_RECORD_BYTES",
         "PART_SIZE_BYTES",
+        "MEMORY_BUDGET_BYTES",
         "S3_FORCE_PATH_STYLE",
         "CODE_VERSION",
         "METRICS",
@@ -278,6 +289,8 @@ pub struct Config {
     pub max_record_bytes: usize,
     /// Multipart part size.
     pub part_size_bytes: usize,
+    /// Memory one input file's processing may hold (`SLUICE_MEMORY_BUDGET_BYTES`).
+    pub memory_budget_bytes: usize,
     /// Parquet compression of outputs: always [`ParquetCompression::Zstd`]
     /// from the environment.
     pub parquet_compression: ParquetCompression,
@@ -458,6 +471,12 @@ impl Config {
                 crate::store::DEFAULT_PART_SIZE,
                 crate::store::MIN_PART_SIZE,
             )?,
+            memory_budget_bytes: parse_num(
+                "SLUICE_MEMORY_BUDGET_BYTES",
+                raw.memory_budget_bytes.as_deref(),
+                DEFAULT_MEMORY_BUDGET_BYTES,
+                MIN_MEMORY_BUDGET_BYTES,
+            )?,
             parquet_compression: ParquetCompression::Zstd,
             s3_force_path_style,
             code_version: raw
@@ -597,6 +616,18 @@ mod tests {
         assert!(c.s3_force_path_style);
         assert_eq!(c.part_size_bytes, 8 * 1024 * 1024);
         assert_eq!(c.max_record_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn memory_budget_is_parsed_and_bounded_below() {
+        assert_eq!(parse(&[]).unwrap().memory_budget_bytes, 48 << 20);
+        let c = parse(&[("SLUICE_MEMORY_BUDGET_BYTES", "16777216")]).unwrap();
+        assert_eq!(c.memory_budget_bytes, 16 << 20);
+        let err = parse(&[("SLUICE_MEMORY_BUDGET_BYTES", "1000")]).unwrap_err();
+        assert!(
+            err.to_string().contains("SLUICE_MEMORY_BUDGET_BYTES"),
+            "{err}"
+        );
     }
 
     #[test]

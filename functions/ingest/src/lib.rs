@@ -27,7 +27,8 @@ pub const PARQUET: &str = "application/vnd.apache.parquet";
 pub struct Ingest {
     contracts: BTreeMap<String, Arc<Contract>>,
     threads: usize,
-    memory_budget: usize,
+    /// Set by [`Ingest::with_memory_budget`]; else the configuration's.
+    memory_budget: Option<usize>,
 }
 
 impl Ingest {
@@ -39,14 +40,14 @@ impl Ingest {
                 .filter_map(|n| registry.get(n).map(|c| (n.to_string(), c.clone())))
                 .collect(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
-            memory_budget: MEMORY_BUDGET,
+            memory_budget: None,
         }
     }
 
-    /// Hold about `bytes` per file (default [`MEMORY_BUDGET`], shared out as
-    /// it says).
+    /// Hold about `bytes` per file, shared out as [`MEMORY_BUDGET`] says
+    /// (instead of `SLUICE_MEMORY_BUDGET_BYTES`).
     pub fn with_memory_budget(mut self, bytes: usize) -> Self {
-        self.memory_budget = bytes;
+        self.memory_budget = Some(bytes);
         self
     }
 
@@ -75,7 +76,8 @@ impl Ingest {
     }
 }
 
-/// The memory one file's ingest may hold, by default: half for validated
+/// The memory one file's ingest may hold (`SLUICE_MEMORY_BUDGET_BYTES`), by
+/// default: half for validated
 /// rows waiting to be encoded as row groups, a quarter for encoded bytes not
 /// yet sent (all of the file's outputs together: past it, the output holding
 /// the most is spilled to the ephemeral disk, [`OutputSet`]), and a quarter
@@ -83,7 +85,7 @@ impl Ingest {
 /// sent). On S3 each output sends whole parts of at least 5 MiB; without the
 /// shared share, a file spanning 365 daily partitions would hold up to a
 /// part per partition.
-pub const MEMORY_BUDGET: usize = 48 * 1024 * 1024;
+pub const MEMORY_BUDGET: usize = sluice::config::DEFAULT_MEMORY_BUDGET_BYTES;
 
 #[async_trait]
 impl Stage for Ingest {
@@ -113,6 +115,7 @@ impl Stage for Ingest {
                 ),
             ));
         }
+        let budget = self.memory_budget.unwrap_or(ctx.config.memory_budget_bytes);
         // Per version: two versions of one input never share an output key.
         let id = ctx.lineage.source.output_id();
         let pipeline = Pipeline {
@@ -131,7 +134,7 @@ impl Stage for Ingest {
             file_name: format!("{id}.parquet"),
             compression: ctx.config.parquet_compression,
             threads: self.threads,
-            pending_budget: self.memory_budget / 2,
+            pending_budget: budget / 2,
         };
         let input = ctx.open_input().await?;
         let reader = SyncIoBridge::new(input.into_async_read());
@@ -141,7 +144,7 @@ impl Stage for Ingest {
         let out = ctx.config.output.clone();
         let q = ctx.config.quarantine.clone();
         let quarantine_key = format!("{}{}/{id}.jsonl", q.prefix, contract.name);
-        let mut outputs = OutputSet::new(self.memory_budget / 4);
+        let mut outputs = OutputSet::new(budget / 4);
         let mut upload_err = None;
         while let Some(msg) = rx.recv().await {
             let res = match msg {
