@@ -189,11 +189,13 @@ impl Stage for Ingest {
             (None, Ok(Ok(stats))) => stats,
         };
         outputs.complete(&quarantine_key).await?;
-        if outputs.spilled() > 0 {
+        if outputs.spilled() > 0 || stats.spilled_rows > 0 {
             tracing::info!(
-                spilled_bytes = outputs.spilled(),
-                peak_held_bytes = outputs.peak(),
-                "outputs held past the upload budget went to the ephemeral disk"
+                spilled_rows = stats.spilled_rows,
+                spilled_output_bytes = outputs.spilled(),
+                peak_output_bytes_held = outputs.peak(),
+                memory_budget_bytes = budget,
+                "rows and output past the memory budget went to the ephemeral disk"
             );
         }
         Ok(Counts {

@@ -4,12 +4,14 @@
 //! bytes leave through a bounded channel, so memory does not grow with input.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use parquet::arrow::ArrowWriter;
@@ -95,6 +97,8 @@ pub struct Stats {
     pub decompressed_bytes: u64,
     /// Parquet bytes produced.
     pub bytes_out: u64,
+    /// Validated rows spilled to the ephemeral disk while they waited.
+    pub spilled_rows: u64,
 }
 
 /// Everything the pipeline needs, fixed before it starts.
@@ -196,12 +200,44 @@ struct PartitionWriter {
     writer: ArrowWriter<Vec<u8>>,
 }
 
-/// Rows of one partition waiting to become a row group.
+/// Rows of one partition waiting to become a row group: in memory, and
+/// (past the pending budget, for a partition with too few rows for a row
+/// group of its own yet) spilled to the ephemeral disk as an Arrow IPC
+/// stream, read back batch by batch when the row group is encoded.
 #[derive(Default)]
 struct Pending {
     batches: Vec<RecordBatch>,
+    /// Every pending row, spilled ones included.
     rows: usize,
+    /// Arrow bytes in memory.
     bytes: usize,
+    spill: Option<StreamWriter<io::BufWriter<std::fs::File>>>,
+}
+
+/// A partition's spilled rows, finished and rewound: an Arrow IPC stream.
+struct Spilled(std::fs::File);
+
+impl Spilled {
+    fn finish(mut w: StreamWriter<io::BufWriter<std::fs::File>>, uri: &str) -> Result<Self, Error> {
+        w.finish().map_err(|e| spill_error(uri, e))?;
+        let mut file = w
+            .into_inner()
+            .map_err(|e| spill_error(uri, e))?
+            .into_inner()
+            .map_err(|e| spill_error(uri, e.into_error()))?;
+        file.seek(io::SeekFrom::Start(0))
+            .map_err(|e| spill_error(uri, e))?;
+        Ok(Spilled(file))
+    }
+}
+
+/// The ephemeral disk full or failing is not the input's fault: retried.
+fn spill_error(uri: &str, e: impl std::fmt::Display) -> Error {
+    Error::other(
+        ErrorKind::Transient,
+        format!("{uri}: spilling rows to the ephemeral disk: {e}"),
+        None,
+    )
 }
 
 /// Accumulates validated rows and writes them out, partitioned.
@@ -449,14 +485,51 @@ impl<'a> Sink<'a> {
             }
         }
         self.row_partition = Vec::with_capacity(BATCH_ROWS);
-        // Over budget: encode the partition holding the most bytes (a
-        // smaller row group, not more memory).
+        // Over budget: the partition holding the most bytes is encoded if it
+        // has a batch's worth of rows (a smaller row group, not more
+        // memory); else its rows are spilled, so that many partitions do not
+        // make many tiny row groups (each costs metadata held until the file
+        // is closed, and compresses worse).
         while self.pending_bytes > self.p.pending_budget {
-            let Some((&part, _)) = self.pending.iter().max_by_key(|(_, p)| p.bytes) else {
+            let Some((&part, p)) = self
+                .pending
+                .iter()
+                .filter(|(_, p)| p.bytes > 0)
+                .max_by_key(|(_, p)| p.bytes)
+            else {
                 break;
             };
-            self.encode(part)?;
+            if p.rows >= BATCH_ROWS {
+                self.encode(part)?;
+            } else {
+                self.spill(part)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Move a partition's rows in memory to its spill file, as one batch.
+    fn spill(&mut self, part: u32) -> Result<(), Error> {
+        let uri = &self.p.source_uri;
+        let Some(p) = self.pending.get_mut(&part) else {
+            return Ok(());
+        };
+        let batches = std::mem::take(&mut p.batches);
+        self.pending_bytes -= p.bytes;
+        p.bytes = 0;
+        let one = arrow::compute::concat_batches(&self.pending_schema, &batches)
+            .map_err(|e| internal(uri, &format!("joining rows to spill: {e}")))?;
+        drop(batches);
+        if p.spill.is_none() {
+            let file = tempfile::tempfile().map_err(|e| spill_error(uri, e))?;
+            let w = StreamWriter::try_new(io::BufWriter::new(file), &self.pending_schema)
+                .map_err(|e| spill_error(uri, e))?;
+            p.spill = Some(w);
+        }
+        if let Some(w) = p.spill.as_mut() {
+            w.write(&one).map_err(|e| spill_error(uri, e))?;
+        }
+        self.stats.spilled_rows += one.num_rows() as u64;
         Ok(())
     }
 
@@ -484,9 +557,14 @@ impl<'a> Sink<'a> {
             return Ok(());
         }
         let key = self.partition_keys[part as usize].clone();
+        let spilled = match pending.spill {
+            Some(w) => Some(Spilled::finish(w, &self.p.source_uri)?),
+            None => None,
+        };
         self.encoding.row_group(RowGroup {
             part,
             key,
+            spilled,
             batches: pending.batches,
         })
     }
@@ -519,6 +597,8 @@ enum Job {
 struct RowGroup {
     part: u32,
     key: String,
+    /// Rows spilled to disk, which come first.
+    spilled: Option<Spilled>,
     batches: Vec<RecordBatch>,
 }
 
@@ -557,10 +637,28 @@ impl Encoder {
 
     /// Encode one row group and send the bytes.
     fn row_group(&mut self, group: RowGroup) -> Result<(), Error> {
-        let RowGroup { part, key, batches } = group;
-        if batches.is_empty() {
+        let RowGroup {
+            part,
+            key,
+            spilled,
+            batches,
+        } = group;
+        if batches.is_empty() && spilled.is_none() {
             return Ok(());
         }
+        let uri = self.source_uri.clone();
+        let reread = match spilled {
+            Some(Spilled(file)) => Some(
+                StreamReader::try_new(BufReader::new(file), None)
+                    .map_err(|e| spill_error(&uri, e))?,
+            ),
+            None => None,
+        };
+        let batches = reread
+            .into_iter()
+            .flatten()
+            .map(|b| b.map_err(|e| spill_error(&uri, e)))
+            .chain(batches.into_iter().map(Ok));
         if !self.writers.contains_key(&part) {
             let writer =
                 ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
@@ -572,6 +670,7 @@ impl Encoder {
         // column of repeats. The row group is then closed at once: its
         // column writers (and their zstd contexts) live only for this call.
         for rows in batches {
+            let rows = rows?;
             let n = rows.num_rows();
             if self.sources.len() < n {
                 self.sources = StringArray::from_iter_values(std::iter::repeat_n(
