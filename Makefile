@@ -74,7 +74,7 @@ fuzz: ## Property-based fuzzing (proptest) of trigger, key, contract and CSV/JSO
 
 .PHONY: report-check
 report-check: ## Write `sluice report` of a generated local run and check it in headless Chromium (installed if missing)
-	DEMO_DIR=target/report-demo bash scripts/demo.sh >target/report-demo.log
+	DEMO_DEV_BUILD=1 DEMO_DIR=target/report-demo bash scripts/demo.sh >target/report-demo.log
 	bash scripts/report-check.sh --local target/report-demo target/report-local.png
 
 .PHONY: phoenix-local

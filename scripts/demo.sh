@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${DEMO_DIR:-demo-data}
-cargo build -q -p sluice-cli
+# A newcomer's `make demo` builds the CLI alone (the quickest first run);
+# inside `make test` (DEMO_DEV_BUILD=1) the build every test step shares.
+if [ -n "${DEMO_DEV_BUILD:-}" ]; then
+  bash scripts/build-dev.sh
+else
+  cargo build -q -p sluice-cli
+fi
 BIN=target/debug/sluice
 rm -rf "$DIR"
 RAW="$DIR/landing/raw/trips"

@@ -1041,38 +1041,47 @@ async fn a_reprocess_rebuilds_the_current_version_and_removes_what_it_replaces()
     assert_eq!(h.outputs().await, after);
 }
 
-/// A first processing still in flight when a rebuild of the same version
-/// commits loses, and removes what it wrote.
-#[tokio::test]
-async fn a_first_processing_overtaken_by_a_rebuild_leaves_nothing_behind() {
+/// Land `body` at `key` and deliver it; once the stage has reached its
+/// wait (a WAIT or LATE input, generation 0), rebuild it as `generation`,
+/// then let the first delivery go on. Checks that the rebuild committed and
+/// left only its own output; returns the first delivery's outcome.
+async fn overtaken_by_a_rebuild(key: &str, body: &str, generation: u64) -> ObjectOutcome {
     use sluice::trigger::Replay;
     let h = harness();
-    let v1 = h.land("raw/w.txt", "WAIT x").await;
+    let v1 = h.land(key, body).await;
     let in_flight = h.invoke(s3_notification(std::slice::from_ref(&v1)));
     let meanwhile = async {
         h.reached.notified().await;
-        let replay = s3_notification(&[ObjectRef::new("landing", "raw/w.txt")]);
+        let replay = s3_notification(&[ObjectRef::new("landing", key)]);
         let r = h
             .runner
-            .handle_replay(&replay, None, Replay::reprocess(9))
+            .handle_replay(&replay, None, Replay::reprocess(generation))
             .await
             .unwrap();
         h.release.notify_one();
         r
     };
-    let (late, rebuilt) = tokio::join!(in_flight, meanwhile);
+    let (mut late, rebuilt) = tokio::join!(in_flight, meanwhile);
     assert!(
         matches!(rebuilt.outcomes[0].1, ObjectOutcome::Processed { .. }),
         "{rebuilt:?}"
     );
-    assert!(
-        matches!(late.outcomes[0].1, ObjectOutcome::Stale(_)),
-        "{late:?}"
-    );
     let data = h.data().await;
-    assert_eq!(data.len(), 1, "{data:?}");
-    assert!(data[0].0.ends_with("-r9.txt"), "{data:?}");
-    assert_eq!(h.manifest(&v1).await.source.generation, 9);
+    assert_eq!(data.len(), 1, "only the rebuild's output is left: {data:?}");
+    assert!(
+        data[0].0.ends_with(&format!("-r{generation}.txt")),
+        "{data:?}"
+    );
+    assert_eq!(h.manifest(&v1).await.source.generation, generation);
+    late.outcomes.remove(0).1
+}
+
+/// A first processing still in flight when a rebuild of the same version
+/// commits loses, and removes what it wrote.
+#[tokio::test]
+async fn a_first_processing_overtaken_by_a_rebuild_leaves_nothing_behind() {
+    let late = overtaken_by_a_rebuild("raw/w.txt", "WAIT x", 9).await;
+    assert!(matches!(late, ObjectOutcome::Stale(_)), "{late:?}");
 }
 
 /// A generation-0 attempt that writes only after a rebuild has committed and
@@ -1081,34 +1090,8 @@ async fn a_first_processing_overtaken_by_a_rebuild_leaves_nothing_behind() {
 /// wrote (simulation seed 3006 left such a profile behind).
 #[tokio::test]
 async fn an_attempt_that_writes_after_a_rebuild_committed_is_swept_by_its_retry() {
-    use sluice::trigger::Replay;
-    let h = harness();
-    let v1 = h.land("raw/late.txt", "LATE x").await;
-    let in_flight = h.invoke(s3_notification(std::slice::from_ref(&v1)));
-    let meanwhile = async {
-        h.reached.notified().await;
-        let replay = s3_notification(&[ObjectRef::new("landing", "raw/late.txt")]);
-        let r = h
-            .runner
-            .handle_replay(&replay, None, Replay::reprocess(7))
-            .await
-            .unwrap();
-        h.release.notify_one();
-        r
-    };
-    let (late, rebuilt) = tokio::join!(in_flight, meanwhile);
-    assert!(
-        matches!(rebuilt.outcomes[0].1, ObjectOutcome::Processed { .. }),
-        "{rebuilt:?}"
-    );
-    assert!(
-        matches!(late.outcomes[0].1, ObjectOutcome::AlreadyProcessed),
-        "{late:?}"
-    );
-    let data = h.data().await;
-    assert_eq!(data.len(), 1, "only the rebuild's output is left: {data:?}");
-    assert!(data[0].0.ends_with("-r7.txt"), "{data:?}");
-    assert_eq!(h.manifest(&v1).await.source.generation, 7);
+    let late = overtaken_by_a_rebuild("raw/late.txt", "LATE x", 7).await;
+    assert!(matches!(late, ObjectOutcome::AlreadyProcessed), "{late:?}");
 }
 
 /// Through SQS a rebuild is the `sluice-reprocess` attribute; a value that

@@ -1,6 +1,7 @@
 //! `OutputSet`: many outputs under one memory budget. A stage writes 40
 //! outputs at once, in interleaved chunks of many sizes, through a store
-//! whose uploads send parts of `PART` bytes (as S3's do, at 5 MiB or more).
+//! whose uploads send parts of `PART` bytes (as S3's do, at 5 MiB or more:
+//! `MemoryStore::with_part_size`).
 //! What must hold: each output's bytes arrive whole and in order (through
 //! the spill file too), each upload receives whole parts only (and a shorter
 //! last one), and the bytes held in memory never pass the budget.
@@ -15,10 +16,7 @@ use sluice::dlq::MemoryDeadLetter;
 use sluice::error::Result;
 use sluice::runner::ObjectOutcome;
 use sluice::spool::OutputSet;
-use sluice::store::{
-    MemoryStore, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutResult,
-};
+use sluice::store::{MemoryStore, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use sluice::telemetry::RecordingMetrics;
 use sluice::trigger::{s3_notification, ObjectRef};
 use sluice::{Counts, ObjectContext, Runner, Runtime, Stage};
@@ -27,80 +25,6 @@ const PART: usize = 1000;
 const BUDGET: usize = 4000;
 const OUTPUTS: usize = 40;
 
-/// A memory store whose uploads report a part size and record the size of
-/// every write they receive, by key.
-#[derive(Debug, Clone, Default)]
-struct PartStore {
-    inner: MemoryStore,
-    writes: Arc<Mutex<Vec<(String, usize)>>>,
-}
-
-struct PartUpload {
-    key: String,
-    inner: Box<dyn MultipartUpload>,
-    writes: Arc<Mutex<Vec<(String, usize)>>>,
-}
-
-#[async_trait]
-impl MultipartUpload for PartUpload {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((self.key.clone(), data.len()));
-        self.inner.write(data).await
-    }
-    fn part_size(&self) -> usize {
-        PART
-    }
-    async fn complete(self: Box<Self>) -> Result<PutResult> {
-        self.inner.complete().await
-    }
-    async fn abort(self: Box<Self>) -> Result<()> {
-        self.inner.abort().await
-    }
-}
-
-#[async_trait]
-impl ObjectStore for PartStore {
-    async fn get(&self, bucket: &str, key: &str) -> Result<sluice::store::GetResult> {
-        self.inner.get(bucket, key).await
-    }
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>> {
-        self.inner.head(bucket, key).await
-    }
-    async fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Bytes,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        self.inner.put(bucket, key, body, opts).await
-    }
-    async fn put_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        opts: PutOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        Ok(Box::new(PartUpload {
-            key: key.to_string(),
-            inner: self.inner.put_multipart(bucket, key, opts).await?,
-            writes: self.writes.clone(),
-        }))
-    }
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(bucket, prefix).await
-    }
-    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        self.inner.delete(bucket, key).await
-    }
-}
-
-/// Writes `OUTPUTS` outputs, chunk by chunk in turn, with chunk sizes from a
-/// small deterministic generator (1 byte to 1.7 parts); checks the budget
-/// after every write.
 /// Each output's key and the bytes written to it.
 type Written = Vec<(String, Vec<u8>)>;
 
@@ -172,7 +96,7 @@ impl Stage for ManyOutputs {
 
 #[tokio::test]
 async fn forty_outputs_hold_one_budget_and_send_whole_parts_in_order() {
-    let store = PartStore::default();
+    let store = MemoryStore::new().with_part_size(PART);
     let config = Config::from_raw(
         "many",
         RawConfig::from_vars([
@@ -224,13 +148,8 @@ async fn forty_outputs_hold_one_budget_and_send_whole_parts_in_order() {
         assert!(got[..] == body[..], "{key}: the bytes, in order");
     }
     // Every write an upload received was a whole part, but its last.
-    let writes = store.writes.lock().unwrap().clone();
     for (key, _) in &expected {
-        let sizes: Vec<usize> = writes
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|w| w.1)
-            .collect();
+        let sizes = store.upload_writes("out-bucket", key);
         let (last, whole) = sizes.split_last().expect("each output was written");
         assert!(whole.iter().all(|n| *n == PART), "{key}: {sizes:?}");
         assert!(*last <= PART && *last > 0, "{key}: {sizes:?}");

@@ -23,6 +23,8 @@ struct State {
     failures: HashMap<&'static str, u32>,
     /// Number of calls per operation name.
     calls: HashMap<&'static str, u32>,
+    /// With a part size: the size of every write each upload received.
+    upload_writes: BTreeMap<(String, String), Vec<usize>>,
 }
 
 /// An object store held in memory. Cloning shares the contents.
@@ -44,6 +46,16 @@ impl MemoryStore {
     pub fn with_part_size(mut self, part_size: usize) -> Self {
         self.part_size = part_size;
         self
+    }
+
+    /// With a part size set: the sizes of the writes the uploads of
+    /// `bucket`/`key` received, in order.
+    pub fn upload_writes(&self, bucket: &str, key: &str) -> Vec<usize> {
+        self.lock()
+            .upload_writes
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Make the next `count` calls of `op` ("get", "head", "put", "complete",
@@ -232,6 +244,14 @@ struct MemoryUpload {
 #[async_trait]
 impl MultipartUpload for MemoryUpload {
     async fn write(&mut self, data: Bytes) -> Result<()> {
+        if self.part_size > 0 {
+            self.store
+                .lock()
+                .upload_writes
+                .entry((self.bucket.clone(), self.key.clone()))
+                .or_default()
+                .push(data.len());
+        }
         self.buf.extend_from_slice(&data);
         Ok(())
     }
