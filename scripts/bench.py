@@ -264,8 +264,9 @@ def run_sluice_ingest(inp: Input, mode: str, sizes: dict[str, int], s3: bool = F
         # The file is uploaded first; the wall time below includes that
         # upload (bench-ingest prints ingest's own), the peak RSS does not.
         cmd.append("--s3")
+        # LocalStack's dummy credentials.
         env = dict(os.environ, AWS_ENDPOINT_URL=S3_ENDPOINT, AWS_ACCESS_KEY_ID="test",
-                   AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+                   AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")  # pragma: allowlist secret
     wall, rss, rc, so, se = run_process(cmd, env)
     if s3 and rc == 0:
         # bench-ingest's own line: ingest's wall time, without the upload.

@@ -1198,7 +1198,7 @@ impl<S: Stage> Runner<S> {
                         if !m.clean {
                             self.finish_cleanup(&ledger, &lineage, m, etag).await?;
                         } else if m.source.generation > 0 {
-                            self.sweep_older_generations(&ledger, &m).await?;
+                            self.sweep_older_generations(&ledger, &m, &etag).await?;
                         }
                         AlreadyProcessed { stage }.emit(metrics);
                         return Ok(ObjectOutcome::AlreadyProcessed);
@@ -1382,9 +1382,23 @@ impl<S: Stage> Runner<S> {
         &self,
         ledger: &Ledger,
         committed: &Manifest,
+        etag: &str,
     ) -> Result<usize> {
         let content = committed.source.content_tag();
         let claims = ledger.claims(&committed.source).await?;
+        // Only if that commit is still the manifest once the claims are
+        // listed: had another version committed since it was read (the same
+        // bytes uploaded again after a different version, whose writes are
+        // generation 0 again), a listed claim could be a live writer's.
+        // Claims listed while the commit stands are of generations that
+        // started before it and can never commit.
+        let unchanged = ledger
+            .read(&committed.source)
+            .await?
+            .is_some_and(|(_, now)| now == etag);
+        if !unchanged {
+            return Ok(0);
+        }
         let older: Vec<&OutputRef> = claims
             .iter()
             .filter(|c| {

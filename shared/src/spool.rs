@@ -103,9 +103,11 @@ impl Slot {
                 from_mem += b.len();
                 buf.extend_from_slice(&b);
             } else {
-                let head = front.split_to(want);
-                from_mem += head.len();
-                buf.extend_from_slice(&head);
+                from_mem += want;
+                buf.extend_from_slice(&front[..want]);
+                // A copy of the tail, so that the rest of the chunk's buffer
+                // (counted as sent) is freed, not kept alive by the tail.
+                *front = Bytes::copy_from_slice(&front[want..]);
             }
         }
         self.mem_len -= from_mem;

@@ -695,9 +695,14 @@ impl Encoder {
         pw.writer
             .flush()
             .map_err(|e| parquet_error(&self.source_uri, e))?;
-        let buf = std::mem::take(pw.writer.inner_mut());
+        let mut buf = std::mem::take(pw.writer.inner_mut());
         if buf.is_empty() {
             return Ok(());
+        }
+        // The buffer grew by doubling: what waits to be sent is counted by
+        // its length, so do not keep up to as much again behind it.
+        if buf.capacity() - buf.len() > 64 * 1024 {
+            buf.shrink_to_fit();
         }
         self.bytes_out += buf.len() as u64;
         let key = pw.key.clone();
