@@ -59,7 +59,7 @@ SEEDS ?= 100000
 sim: ## Deterministic simulation soak: SEEDS seeds (default 100000) of faults, crashes and redelivery against the oracle
 	SIM_SEEDS=$(SEEDS) $(CARGO) test --workspace --test sim --bin sluice -- --exact simulate --nocapture
 
-# `make unit` runs the property tests (*/tests/fuzz_*.rs) with small case
+# `make unit` runs the property tests (*/tests/it/fuzz_*.rs) with small case
 # counts and a fixed seed; this is the long run, with a new seed each time
 # (printed, so that a failure can be repeated with FUZZ_SEED=...).
 FUZZ_CASES ?= 20000
@@ -69,8 +69,8 @@ fuzz: ## Property-based fuzzing (proptest) of trigger, key, contract and CSV/JSO
 	@seed="$(FUZZ_SEED)"; seed="$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"; \
 	echo "fuzz: $(FUZZ_CASES) cases per property, seed $$seed (repeat with: make fuzz FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$$seed)"; \
 	export SLUICE_FUZZ_CASES=$(FUZZ_CASES) SLUICE_FUZZ_SEED=$$seed; \
-	$(CARGO) test -p sluice --test fuzz_trigger --test fuzz_contract; \
-	$(CARGO) test -p sluice-ingest --test fuzz_rows
+	$(CARGO) test -p sluice --test it fuzz_; \
+	$(CARGO) test -p sluice-ingest --test it fuzz_rows::
 
 .PHONY: report-check
 report-check: ## Write `sluice report` of a generated local run and check it in headless Chromium (installed if missing)

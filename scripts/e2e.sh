@@ -37,7 +37,7 @@ tail -n 3 target/e2e-deploy.log
 bash scripts/infra.sh output local >target/e2e-outputs.json
 t2=$(date +%s)
 SLUICE_E2E_OUTPUTS="$PWD/target/e2e-outputs.json" SLUICE_BIN="$PWD/target/debug/sluice" \
-  cargo test -q --workspace --features sluice-e2e/localstack --test localstack --test faults --test ops \
+  cargo test -q --workspace --features sluice-e2e/localstack --test e2e \
   -- --test-threads=1 --nocapture
 t3=$(date +%s)
 target/debug/sluice report --deployment target/e2e-outputs.json --out target/e2e-report.html

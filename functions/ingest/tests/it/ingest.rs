@@ -506,7 +506,7 @@ type = "float"
 min = -90.0
 max = 60.0
 "#;
-    let trips = include_str!("../../../contracts/trips.toml");
+    let trips = include_str!("../../../../contracts/trips.toml");
     let registry =
         Registry::from_sources([("trips.toml", trips), ("stations.toml", stations)]).unwrap();
     let h = harness_with(&registry, &[]);

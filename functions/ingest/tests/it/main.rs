@@ -1,0 +1,8 @@
+//! Ingest's integration tests (`cargo test -p sluice-ingest --test it`).
+//!
+//! One test binary per crate: each integration test binary links the whole
+//! dependency tree (the AWS SDK, Arrow, Parquet), so separate files cost a
+//! link and a few hundred MB of disk each.
+
+mod fuzz_rows;
+mod ingest;
