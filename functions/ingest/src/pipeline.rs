@@ -321,6 +321,7 @@ impl<'a> Sink<'a> {
             sources: StringArray::from(Vec::<&str>::new()),
             tx: tx.clone(),
             bytes_out: 0,
+            rows_out: 0,
         };
         Ok(Sink {
             p,
@@ -575,7 +576,20 @@ impl<'a> Sink<'a> {
         for part in pending {
             self.encode(part)?;
         }
-        self.stats.bytes_out = self.encoding.finish()?;
+        let encoded = self.encoding.finish()?;
+        self.stats.bytes_out = encoded.bytes;
+        // The counts are kept as rows are validated; this is what reached the
+        // Parquet writers. A difference is a bug on the way (the spill, the
+        // queues): fail the file rather than commit it short.
+        if encoded.rows != self.stats.rows_out {
+            return Err(internal(
+                &self.p.source_uri,
+                &format!(
+                    "{} rows were validated but {} were encoded",
+                    self.stats.rows_out, encoded.rows
+                ),
+            ));
+        }
         if !self.quarantine.is_empty() {
             let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
             self.send(Msg::Quarantine(bytes))?;
@@ -614,6 +628,15 @@ struct Encoder {
     sources: StringArray,
     tx: Sender<Msg>,
     bytes_out: u64,
+    /// Rows written to the Parquet writers.
+    rows_out: u64,
+}
+
+/// What the encoder wrote in all.
+#[derive(Debug, Clone, Copy)]
+struct Encoded {
+    bytes: u64,
+    rows: u64,
 }
 
 fn parquet_error(uri: &str, e: impl std::fmt::Display) -> Error {
@@ -672,6 +695,7 @@ impl Encoder {
         for rows in batches {
             let rows = rows?;
             let n = rows.num_rows();
+            self.rows_out += n as u64;
             if self.sources.len() < n {
                 self.sources = StringArray::from_iter_values(std::iter::repeat_n(
                     self.source_uri.as_str(),
@@ -713,8 +737,8 @@ impl Encoder {
         })
     }
 
-    /// Close every partition's file; the Parquet bytes written in all.
-    fn finish(mut self) -> Result<u64, Error> {
+    /// Close every partition's file; the Parquet bytes and rows written in all.
+    fn finish(mut self) -> Result<Encoded, Error> {
         for (_, pw) in std::mem::take(&mut self.writers) {
             let tail = pw
                 .writer
@@ -727,7 +751,10 @@ impl Encoder {
                 last: true,
             })?;
         }
-        Ok(self.bytes_out)
+        Ok(Encoded {
+            bytes: self.bytes_out,
+            rows: self.rows_out,
+        })
     }
 }
 
@@ -739,7 +766,7 @@ enum Encoders {
     Inline(Box<Encoder>),
     Thread {
         jobs: std::sync::mpsc::SyncSender<Job>,
-        done: std::thread::JoinHandle<Result<u64, Error>>,
+        done: std::thread::JoinHandle<Result<Encoded, Error>>,
         uri: String,
     },
     Finished,
@@ -804,7 +831,7 @@ impl Encoders {
         }
     }
 
-    fn finish(&mut self) -> Result<u64, Error> {
+    fn finish(&mut self) -> Result<Encoded, Error> {
         match std::mem::replace(self, Encoders::Finished) {
             Encoders::Inline(e) => e.finish(),
             Encoders::Thread { jobs, done, uri } => {
@@ -827,7 +854,10 @@ fn internal(uri: &str, what: &str) -> Error {
     Error::other(ErrorKind::Internal, what, None)
 }
 
-fn join(done: std::thread::JoinHandle<Result<u64, Error>>, uri: &str) -> Result<u64, Error> {
+fn join(
+    done: std::thread::JoinHandle<Result<Encoded, Error>>,
+    uri: &str,
+) -> Result<Encoded, Error> {
     done.join().unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
