@@ -228,6 +228,11 @@ pub struct LogEntry {
 /// Counters of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// 1 if the seed ran under a tight [`Memory`].
+    pub tight_memory: u64,
+    /// Parts written to multipart uploads (whole parts of the seed's part
+    /// size, or write-through chunks where it is 0).
+    pub upload_parts: u64,
     /// Injected faults by kind.
     pub faults: BTreeMap<FaultKind, u64>,
     /// Invocations killed.
@@ -305,9 +310,52 @@ pub fn stage_config(stage: &str) -> sluice::Result<Config> {
     Ok(config)
 }
 
+/// How much memory a seed's stages have. Most seeds run with the defaults
+/// (ingest's 48 MiB budget, write-through multipart uploads); a tight seed
+/// gives ingest a budget of a few KiB and the store a part size of a few
+/// hundred bytes, so that its small files still take the bounded-memory
+/// paths: rows spilled to disk (`SpillFile`), outputs held to whole parts
+/// and spilled (`sluice::spool::OutputSet`), many `upload_part` calls for
+/// faults and crashes to land between. The oracle runs with the same memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Ingest's per-file budget ([`Ingest::with_memory_budget`]); `None`: the default.
+    pub ingest_budget: Option<usize>,
+    /// The store's multipart part size (`MemoryStore::with_part_size`); 0: write-through.
+    pub part_size: usize,
+}
+
+impl Memory {
+    /// A third of the seeds run tight.
+    pub fn pick(rng: &mut Rng) -> Memory {
+        if !rng.chance(1.0 / 3.0) {
+            return Memory::default();
+        }
+        Memory {
+            ingest_budget: Some(rng.range(1024, 16 * 1024) as usize),
+            part_size: rng.range(64, 1024) as usize,
+        }
+    }
+
+    /// Whether this is tighter than the defaults.
+    pub fn tight(&self) -> bool {
+        *self != Memory::default()
+    }
+
+    /// A memory store with this part size.
+    pub fn store(&self) -> MemoryStore {
+        MemoryStore::new().with_part_size(self.part_size)
+    }
+}
+
 impl Runners {
-    /// Runners over `store`, dead-lettering into `dlqs` (one per stage).
-    pub fn build(store: Arc<dyn ObjectStore>, dlqs: &[SimDlq; 3]) -> sluice::Result<Self> {
+    /// Runners over `store`, dead-lettering into `dlqs` (one per stage),
+    /// with `memory`.
+    pub fn build(
+        store: Arc<dyn ObjectStore>,
+        dlqs: &[SimDlq; 3],
+        memory: Memory,
+    ) -> sluice::Result<Self> {
         let registry = Registry::embedded()?;
         let rt = |i: usize| -> sluice::Result<Runtime> {
             Ok(Runtime {
@@ -317,12 +365,13 @@ impl Runners {
                 metrics: Arc::new(sluice::telemetry::NoMetrics),
             })
         };
+        // One thread: the simulation replays its seeds exactly.
+        let mut ingest = Ingest::new(registry).with_threads(1);
+        if let Some(budget) = memory.ingest_budget {
+            ingest = ingest.with_memory_budget(budget);
+        }
         Ok(Runners {
-            ingest: Arc::new(Runner::new(
-                rt(0)?,
-                // One thread: the simulation replays its seeds exactly.
-                Ingest::new(registry).with_threads(1),
-            )),
+            ingest: Arc::new(Runner::new(rt(0)?, ingest)),
             curate: Arc::new(Runner::new(rt(1)?, Curate::new(registry)?)),
             profile: Arc::new(Runner::new(
                 rt(2)?,
@@ -695,6 +744,8 @@ pub struct Sim {
     pub seed: u64,
     /// The knobs.
     pub cfg: SimConfig,
+    /// The stages' memory (and the store's part size).
+    pub memory: Memory,
     rng: Rng,
     /// Simulated time (ms).
     pub now: u64,
@@ -740,14 +791,18 @@ impl Sim {
         let mut rng = Rng::new(seed);
         let script = plan(&cfg, &mut rng.fork(1));
         let rng = rng.fork(2);
-        let inner = MemoryStore::new();
+        // A fork of its own, so that the other streams (and every seed's
+        // schedule from before the tight seeds) are unchanged.
+        let memory = Memory::pick(&mut Rng::new(seed).fork(3));
+        let inner = memory.store();
         let (tx, rx) = mpsc::unbounded_channel();
         let faulty = FaultyStore::new(inner.clone(), tx);
         let dlqs = [SimDlq::new(), SimDlq::new(), SimDlq::new()];
-        let runners = Runners::build(Arc::new(faulty.clone()), &dlqs)?;
+        let runners = Runners::build(Arc::new(faulty.clone()), &dlqs, memory)?;
         let mut sim = Sim {
             seed,
             cfg,
+            memory,
             rng,
             now: 0,
             seq: 0,
@@ -771,7 +826,10 @@ impl Sim {
             faults_on: true,
             crashes_on: true,
             log: Vec::new(),
-            stats: Stats::default(),
+            stats: Stats {
+                tight_memory: u64::from(memory.tight()),
+                ..Stats::default()
+            },
             problems: Vec::new(),
             verbose: false,
         };
@@ -808,6 +866,7 @@ impl Sim {
         }
         self.note("quiescent: faults and crashes off; settling".into());
         self.stats.sim_ms = self.now;
+        self.stats.upload_parts = self.faulty.parts_written();
         self.faults_on = false;
         self.crashes_on = false;
         for round in 0..=self.cfg.settle_rounds {

@@ -173,6 +173,7 @@ pub struct FaultyStore {
     notices: mpsc::UnboundedSender<Notice>,
     events: Arc<Mutex<Vec<StoreEvent>>>,
     ungated: Arc<Mutex<u64>>,
+    parts: Arc<Mutex<u64>>,
 }
 
 impl FaultyStore {
@@ -183,7 +184,13 @@ impl FaultyStore {
             notices,
             events: Arc::default(),
             ungated: Arc::default(),
+            parts: Arc::default(),
         }
+    }
+
+    /// Parts written to multipart uploads so far.
+    pub fn parts_written(&self) -> u64 {
+        *lock(&self.parts)
     }
 
     /// The events recorded since the last call, in commit order.
@@ -408,7 +415,13 @@ impl MultipartUpload for FaultyUpload {
             return Err(f.error("upload_part", &self.bucket, &self.key));
         }
         self.size += data.len() as u64;
-        self.inner.write(data).await
+        self.inner.write(data).await?;
+        *lock(&self.store.parts) += 1;
+        Ok(())
+    }
+
+    fn part_size(&self) -> usize {
+        self.inner.part_size()
     }
 
     async fn complete(self: Box<Self>) -> Result<PutResult> {

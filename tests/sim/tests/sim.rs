@@ -54,6 +54,8 @@ struct Totals {
     outcomes: BTreeMap<String, u64>,
     deletion_events: BTreeMap<String, u64>,
     retries_exhausted: u64,
+    tight_memory: u64,
+    upload_parts: u64,
 }
 
 impl Totals {
@@ -69,6 +71,8 @@ impl Totals {
         self.reprocessed += r.stats.reprocessed;
         self.invocations += r.stats.invocations;
         self.retries_exhausted += r.stats.retries_exhausted;
+        self.tight_memory += r.stats.tight_memory;
+        self.upload_parts += r.stats.upload_parts;
         for (k, n) in &r.stats.outcomes {
             *self.outcomes.entry(k.clone()).or_default() += n;
         }
@@ -99,7 +103,7 @@ impl Totals {
     fn summary(&self) -> String {
         let f = |k| self.faults.get(&k).copied().unwrap_or(0);
         format!(
-            "sim: {} seeds, {} schedules, {} injected faults (throttle {}, 5xx {}, timeout {}, reset {}, lost-response {}, conflict {}), {} crashes, {} duplicates, {} redriven, {} rebuilds, {} violations",
+            "sim: {} seeds, {} schedules, {} injected faults (throttle {}, 5xx {}, timeout {}, reset {}, lost-response {}, conflict {}), {} crashes, {} duplicates, {} redriven, {} rebuilds, {} seeds under a tight memory budget ({} upload parts), {} violations",
             self.seeds,
             self.fingerprints.len(),
             self.faults.values().sum::<u64>(),
@@ -113,6 +117,8 @@ impl Totals {
             self.duplicates,
             self.redriven,
             self.reprocessed,
+            self.tight_memory,
+            self.upload_parts,
             self.violations
         )
     }
