@@ -15,31 +15,10 @@
 //! `SLUICE_FUZZ_SEED` the seed (a number, or `random`; fixed by default).
 
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+
+use crate::fuzz::fuzz_config;
 use sluice::contract::{Contract, FieldType, Registry, Value};
 use sluice::error::Error;
-
-fn fuzz_config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("SLUICE_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let rng_seed = match std::env::var("SLUICE_FUZZ_SEED").as_deref() {
-        Err(_) => RngSeed::Fixed(0x5100_1ce0),
-        Ok("random") => RngSeed::Random,
-        Ok(s) => RngSeed::Fixed(
-            s.parse()
-                .unwrap_or_else(|_| panic!("SLUICE_FUZZ_SEED={s:?}: not a number or \"random\"")),
-        ),
-    };
-    ProptestConfig {
-        cases,
-        rng_seed,
-        // Failures are kept as named regression tests, not in files beside the source.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 const SOURCE: &str = "fuzz.toml";
 

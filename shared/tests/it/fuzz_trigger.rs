@@ -14,32 +14,11 @@
 //! that `make unit` checks the same cases every run).
 
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+
+use crate::fuzz::fuzz_config;
 use serde_json::{json, Map, Value};
 use sluice::error::Error;
 use sluice::trigger::{decode, decode_key, encode_key, s3_notification, ObjectRef};
-
-fn fuzz_config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("SLUICE_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let rng_seed = match std::env::var("SLUICE_FUZZ_SEED").as_deref() {
-        Err(_) => RngSeed::Fixed(0x5100_1ce0),
-        Ok("random") => RngSeed::Random,
-        Ok(s) => RngSeed::Fixed(
-            s.parse()
-                .unwrap_or_else(|_| panic!("SLUICE_FUZZ_SEED={s:?}: not a number or \"random\"")),
-        ),
-    };
-    ProptestConfig {
-        cases,
-        rng_seed,
-        // Failures are kept as named regression tests, not in files beside the source.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 // ---- the property --------------------------------------------------------
 

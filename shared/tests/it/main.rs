@@ -5,6 +5,7 @@
 //! link and a few hundred MB of disk each.
 
 mod events;
+mod fuzz;
 mod fuzz_contract;
 mod fuzz_trigger;
 mod runner;

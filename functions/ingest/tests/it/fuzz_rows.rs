@@ -34,7 +34,6 @@ use arrow::datatypes::Int64Type;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
 use sluice::config::{Config, RawConfig};
 use sluice::contract::{Contract, Field, FieldType, Registry, Value};
 use sluice::dlq::MemoryDeadLetter;
@@ -46,27 +45,15 @@ use sluice::trigger::{s3_notification, ObjectRef};
 use sluice::{Runner, Runtime};
 use sluice_ingest::Ingest;
 
+#[path = "../../../../shared/tests/it/fuzz.rs"]
+mod fuzz;
+
+/// The shared configuration; each case runs the stage, so shrinking a
+/// failure need not take all day.
 fn fuzz_config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("SLUICE_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let rng_seed = match std::env::var("SLUICE_FUZZ_SEED").as_deref() {
-        Err(_) => RngSeed::Fixed(0x5100_1ce0),
-        Ok("random") => RngSeed::Random,
-        Ok(s) => RngSeed::Fixed(
-            s.parse()
-                .unwrap_or_else(|_| panic!("SLUICE_FUZZ_SEED={s:?}: not a number or \"random\"")),
-        ),
-    };
     ProptestConfig {
-        cases,
-        rng_seed,
-        // Failures are kept as named regression tests, not in files beside the source.
-        failure_persistence: None,
-        // Each case runs the stage; shrinking a failure need not take all day.
         max_shrink_iters: 2048,
-        ..ProptestConfig::default()
+        ..fuzz::fuzz_config(default_cases)
     }
 }
 
