@@ -314,7 +314,7 @@ pub fn stage_config(stage: &str) -> sluice::Result<Config> {
 /// (ingest's 48 MiB budget, write-through multipart uploads); a tight seed
 /// gives ingest a budget of a few KiB and the store a part size of a few
 /// hundred bytes, so that its small files still take the bounded-memory
-/// paths: rows spilled to disk (`SpillFile`), outputs held to whole parts
+/// paths: rows spilled to disk (Arrow IPC), outputs held to whole parts
 /// and spilled (`sluice::spool::OutputSet`), many `upload_part` calls for
 /// faults and crashes to land between. The oracle runs with the same memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
