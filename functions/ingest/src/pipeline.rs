@@ -138,13 +138,6 @@ pub struct Pipeline {
     pub pending_budget: usize,
 }
 
-/// An empty row of values that keeps `row`'s allocation: the values of
-/// one row borrow that row's input, so each row gets the vector anew.
-fn recycle<'b>(mut row: Vec<ValueRef<'_>>) -> Vec<ValueRef<'b>> {
-    row.clear();
-    row.into_iter().map(|_| ValueRef::Null).collect()
-}
-
 fn input_error(uri: &str, reason: impl Into<String>) -> Error {
     Error::invalid_input(uri, reason)
 }
@@ -260,6 +253,8 @@ struct Sink<'a> {
     pending: BTreeMap<u32, Pending>,
     pending_bytes: usize,
     quarantine: Vec<u8>,
+    /// The bytes a record id is hashed from (reused row to row).
+    key_buf: Vec<u8>,
     stats: Stats,
 }
 
@@ -331,7 +326,7 @@ impl<'a> Sink<'a> {
             columns: c
                 .fields
                 .iter()
-                .map(|f| Column::new(&f.ty, f.nullable, BATCH_ROWS))
+                .map(|f| Column::for_field(f, BATCH_ROWS))
                 .collect(),
             record_ids: Column::id(BATCH_ROWS),
             lines: Column::int(BATCH_ROWS),
@@ -342,6 +337,7 @@ impl<'a> Sink<'a> {
             pending: BTreeMap::new(),
             pending_bytes: 0,
             quarantine: Vec::new(),
+            key_buf: Vec::new(),
             stats: Stats::default(),
         })
     }
@@ -356,10 +352,11 @@ impl<'a> Sink<'a> {
         })
     }
 
-    fn partition_of(&mut self, row: &[ValueRef<'_>]) -> u32 {
+    /// The partition of the row just validated (the last in the columns).
+    fn partition_of(&mut self) -> u32 {
         let c = &self.p.contract;
         let Some(part) = &c.partition else { return 0 };
-        let days = match row[part.field] {
+        let days = match self.columns[part.field].last() {
             ValueRef::Timestamp(us) => us.div_euclid(86_400_000_000),
             ValueRef::Date(d) => i64::from(d),
             _ => 0,
@@ -395,11 +392,16 @@ impl<'a> Sink<'a> {
         i
     }
 
-    fn accept(&mut self, row: &[ValueRef<'_>], record_id: u128, line: u64) -> Result<(), Error> {
-        let part = self.partition_of(row);
-        for (col, v) in self.columns.iter_mut().zip(row) {
-            col.push(*v);
-        }
+    /// The rows validated so far in this batch.
+    fn batch_rows(&self) -> usize {
+        self.row_partition.len()
+    }
+
+    /// Keep the row just validated into the columns (see
+    /// [`Pipeline::validate_into`]), with its record id and line.
+    fn accept(&mut self, line: u64) -> Result<(), Error> {
+        let part = self.partition_of();
+        let record_id = self.p.record_id(&self.columns, line, &mut self.key_buf);
         self.record_ids.push_id(record_id);
         self.lines.push_int(line as i64);
         self.row_partition.push(part);
@@ -936,7 +938,7 @@ impl Pipeline {
     /// The hashed bytes are gathered in `buf` (reused: no allocation per
     /// row) and hashed at once, which gives the digest a streaming hash of
     /// the same bytes would.
-    fn record_id(&self, row: &[ValueRef<'_>], line: u64, buf: &mut Vec<u8>) -> u128 {
+    fn record_id(&self, row: &[Column], line: u64, buf: &mut Vec<u8>) -> u128 {
         let key = &self.contract.natural_key;
         buf.clear();
         if key.is_empty() {
@@ -944,7 +946,7 @@ impl Pipeline {
             buf.extend_from_slice(&line.to_le_bytes());
         } else {
             for &i in key {
-                match row[i] {
+                match row[i].last() {
                     ValueRef::Null => buf.push(0),
                     ValueRef::Str(s) => {
                         buf.push(1);
@@ -964,35 +966,30 @@ impl Pipeline {
         xxhash_rust::xxh3::xxh3_128(buf)
     }
 
-    /// Validate one row's raw fields; `Err(reasons)` if it is bad.
-    fn validate<'r>(
+    /// Validate one row into the sink's columns: `value` parses, checks and
+    /// appends field `i` to its column, or says why it cannot. Then the
+    /// contract's rules are checked on the row's values. `Err(reasons)` if
+    /// the row is bad, and then it is rolled back out of the columns; on
+    /// `Ok` it is the last row of every column, for [`Sink::accept`].
+    fn validate_into(
         &self,
-        raw: impl Fn(usize) -> &'r [u8],
-        row: &mut Vec<ValueRef<'r>>,
+        sink: &mut Sink,
+        mut value: impl FnMut(usize, &Field, &mut Column) -> Result<(), String>,
     ) -> Result<(), Vec<String>> {
-        self.validate_with(|i, field| field.parse_checked_ref(raw(i)), row)
-    }
-
-    /// Validate one row, each field's checked value given by `value`.
-    fn validate_with<'r>(
-        &self,
-        mut value: impl FnMut(usize, &Field) -> Result<ValueRef<'r>, String>,
-        row: &mut Vec<ValueRef<'r>>,
-    ) -> Result<(), Vec<String>> {
-        row.clear();
+        let n = sink.batch_rows();
         let mut reasons = Vec::new();
-        for (i, field) in self.contract.fields.iter().enumerate() {
-            match value(i, field) {
-                Ok(v) => row.push(v),
-                Err(reason) => {
-                    reasons.push(reason);
-                    row.push(ValueRef::Null);
-                }
+        let fields = self.contract.fields.iter();
+        for (i, (field, col)) in fields.zip(sink.columns.iter_mut()).enumerate() {
+            if let Err(reason) = value(i, field, col) {
+                reasons.push(reason);
             }
         }
         if reasons.is_empty() {
             for rule in &self.contract.rules {
-                let (l, r) = (row[rule.left], row[rule.right]);
+                let (l, r) = (
+                    sink.columns[rule.left].last(),
+                    sink.columns[rule.right].last(),
+                );
                 if let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) {
                     if !rule.op.holds(a, b) {
                         reasons.push(format!("rule {} failed", rule.name));
@@ -1003,6 +1000,9 @@ impl Pipeline {
         if reasons.is_empty() {
             Ok(())
         } else {
+            for col in &mut sink.columns {
+                col.truncate(n);
+            }
             Err(reasons)
         }
     }
@@ -1112,8 +1112,6 @@ impl Pipeline {
         let width = header.len();
         let names: Vec<&str> = header.iter().map(String::as_str).collect();
         let cols = self.match_columns(&names, "the header", "header")?;
-        let mut spare = Vec::with_capacity(cols.len());
-        let mut key_buf = Vec::new();
         let mut rejected_text = Vec::new();
         while rdr.read().map_err(io_err)? {
             let line = rdr.line();
@@ -1131,7 +1129,6 @@ impl Pipeline {
             if rdr.over_limit() {
                 problems.push(self.over_limit_reason());
             }
-            let mut row = recycle(std::mem::take(&mut spare));
             let verdict = if !problems.is_empty() {
                 Err(problems)
             } else if rdr.len() != width {
@@ -1140,16 +1137,12 @@ impl Pipeline {
                     rdr.len()
                 )])
             } else {
-                self.validate(
-                    |f| cols[f].and_then(|i| rdr.get(i)).unwrap_or(b""),
-                    &mut row,
-                )
+                self.validate_into(sink, |f, field, col| {
+                    col.parse_push(field, cols[f].and_then(|i| rdr.get(i)).unwrap_or(b""))
+                })
             };
             match verdict {
-                Ok(()) => {
-                    let id = self.record_id(&row, line, &mut key_buf);
-                    sink.accept(&row, id, line)?;
-                }
+                Ok(()) => sink.accept(line)?,
                 Err(reasons) => {
                     let cut = rdr.is_cut();
                     rejected_text.clear();
@@ -1185,7 +1178,6 @@ impl Pipeline {
                     sink.reject(line, raw, &reasons, cut)?;
                 }
             }
-            spare = recycle(row);
         }
         Ok(rdr.consumed())
     }
@@ -1193,8 +1185,6 @@ impl Pipeline {
     fn jsonl(&self, input: Box<dyn BufRead>, sink: &mut Sink, gzip: bool) -> Result<u64, Error> {
         let uri = &self.source_uri;
         let mut lines = Lines::new(input, self.max_record_bytes);
-        let mut spare = Vec::with_capacity(self.contract.fields.len());
-        let mut key_buf = Vec::new();
         let mut json = JsonRow::new(
             self.contract
                 .fields
@@ -1221,20 +1211,17 @@ impl Pipeline {
                 continue;
             }
             sink.stats.rows_in += 1;
-            let mut row = recycle(std::mem::take(&mut spare));
             let verdict = match json.read(text) {
                 Err(Bad::Syntax(e)) => Err(vec![format!("not a JSON object: {e}")]),
                 Err(Bad::Reasons(reasons)) => Err(reasons),
-                Ok(()) => self.validate(|f| json.text(f), &mut row),
+                Ok(()) => {
+                    self.validate_into(sink, |f, field, col| col.parse_push(field, json.text(f)))
+                }
             };
             match verdict {
-                Ok(()) => {
-                    let id = self.record_id(&row, line_no, &mut key_buf);
-                    sink.accept(&row, id, line_no)?;
-                }
+                Ok(()) => sink.accept(line_no)?,
                 Err(reasons) => sink.reject(line_no, text, &reasons, false)?,
             }
-            spare = recycle(row);
         }
         if sink.stats.rows_in == 0 {
             // Like an empty file: nothing but blank lines.

@@ -36,7 +36,7 @@ use parquet::arrow::ProjectionMask;
 use sluice::contract::{Field, FieldType, ValueRef};
 use sluice::Error;
 
-use super::{input_error, read_error, recycle, Pipeline, Sink};
+use super::{input_error, read_error, Pipeline, Sink};
 use crate::records::{cap_raw, RAW_CAP};
 
 /// Rows per batch read.
@@ -288,8 +288,6 @@ impl Pipeline {
             .build()
             .map_err(|e| input_error(uri, format!("not a readable Parquet file: {e}")))?;
         let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
-        let mut spare = Vec::with_capacity(fields.len());
-        let mut key_buf = Vec::new();
         let mut line = 0u64;
         for batch in reader {
             let batch =
@@ -301,30 +299,25 @@ impl Pipeline {
             for r in 0..batch.num_rows() {
                 line += 1;
                 sink.stats.rows_in += 1;
-                let mut row = recycle(std::mem::take(&mut spare));
-                let verdict = self.validate_with(
-                    |i, field| {
-                        let v = match &cols[i] {
-                            Some(c) => value_at(c, r, field)?,
-                            None => ValueRef::Null,
+                let verdict = self.validate_into(sink, |i, field, col| {
+                    let v = match &cols[i] {
+                        Some(c) => value_at(c, r, field)?,
+                        None => ValueRef::Null,
+                    };
+                    if matches!(v, ValueRef::Null) {
+                        return if field.nullable {
+                            col.push(v);
+                            Ok(())
+                        } else {
+                            Err(format!("{}: missing value", field.name))
                         };
-                        if matches!(v, ValueRef::Null) {
-                            return if field.nullable {
-                                Ok(v)
-                            } else {
-                                Err(format!("{}: missing value", field.name))
-                            };
-                        }
-                        field.check_ref(v)?;
-                        Ok(v)
-                    },
-                    &mut row,
-                );
-                match verdict {
-                    Ok(()) => {
-                        let id = self.record_id(&row, line, &mut key_buf);
-                        sink.accept(&row, id, line)?;
                     }
+                    field.check_ref(v)?;
+                    col.push(v);
+                    Ok(())
+                });
+                match verdict {
+                    Ok(()) => sink.accept(line)?,
                     Err(reasons) => {
                         let raw = raw_row(&names, &cols, r);
                         let cut = raw.len() > self.max_record_bytes;
@@ -332,7 +325,6 @@ impl Pipeline {
                         sink.reject(line, raw, &reasons, cut)?;
                     }
                 }
-                spare = recycle(row);
             }
         }
         if line == 0 {
