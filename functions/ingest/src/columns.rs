@@ -133,28 +133,44 @@ impl Check {
         compiled.unwrap_or(Check::General)
     }
 
-    /// Whether the value certainly passes (`false`: ask the field).
+    // Whether a value certainly passes (`false`: ask the field), one test
+    // per column type, so that the hot loop builds no `ValueRef`.
+
     #[inline]
-    fn passes(&self, v: ValueRef<'_>) -> bool {
-        match (self, v) {
-            (Check::None, _) => true,
-            (Check::Int(lo, hi, allowed), ValueRef::Int(x) | ValueRef::Timestamp(x)) => {
+    fn int_passes(&self, x: i64) -> bool {
+        match self {
+            Check::None => true,
+            Check::Int(lo, hi, allowed) => {
                 *lo <= x && x <= *hi && allowed.as_ref().is_none_or(|a| a.contains(&x))
             }
-            (Check::Float(lo, hi), ValueRef::Float(x)) => *lo <= x && x <= *hi,
-            (Check::Dec(lo, hi), ValueRef::Decimal(x)) => *lo <= x && x <= *hi,
-            (Check::Str(allowed), ValueRef::Str(s)) => allowed.iter().any(|a| **a == *s.as_bytes()),
             _ => false,
         }
     }
 
-    /// Check a value: the compiled test, then the field's own on a miss.
     #[inline]
-    fn check(&self, f: &Field, v: ValueRef<'_>) -> Result<(), String> {
-        if self.passes(v) {
-            Ok(())
-        } else {
-            f.check_ref(v)
+    fn float_passes(&self, x: f64) -> bool {
+        match self {
+            Check::None => true,
+            Check::Float(lo, hi) => *lo <= x && x <= *hi,
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn dec_passes(&self, x: i128) -> bool {
+        match self {
+            Check::None => true,
+            Check::Dec(lo, hi) => *lo <= x && x <= *hi,
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn str_passes(&self, s: &[u8]) -> bool {
+        match self {
+            Check::None => true,
+            Check::Str(allowed) => allowed.iter().any(|a| **a == *s),
+            _ => false,
         }
     }
 }
@@ -286,14 +302,18 @@ impl Column {
                     return self.push_general(f, raw);
                 };
                 let x = local - offset;
-                self.check.check(f, ValueRef::Timestamp(x))?;
+                if !self.check.int_passes(x) {
+                    f.check_ref(ValueRef::Timestamp(x))?;
+                }
                 c.push(x);
             }
             (Values::Int(c), _) => {
                 let Some(x) = parse_int(raw) else {
                     return self.push_general(f, raw);
                 };
-                self.check.check(f, ValueRef::Int(x))?;
+                if !self.check.int_passes(x) {
+                    f.check_ref(ValueRef::Int(x))?;
+                }
                 c.push(x);
             }
             (Values::Float(c), _) => {
@@ -304,21 +324,27 @@ impl Column {
                 let Some(x) = x else {
                     return self.push_general(f, raw);
                 };
-                self.check.check(f, ValueRef::Float(x))?;
+                if !self.check.float_passes(x) {
+                    f.check_ref(ValueRef::Float(x))?;
+                }
                 c.push(x);
             }
             (Values::Dec(c, p, s), _) => {
                 let Some(x) = parse_decimal(raw, *p, *s) else {
                     return self.push_general(f, raw);
                 };
-                self.check.check(f, ValueRef::Decimal(x))?;
+                if !self.check.dec_passes(x) {
+                    f.check_ref(ValueRef::Decimal(x))?;
+                }
                 c.push(x);
             }
             (Values::Str(off, data), _) => {
                 let Ok(text) = std::str::from_utf8(raw) else {
                     return self.push_general(f, raw);
                 };
-                self.check.check(f, ValueRef::Str(text))?;
+                if !self.check.str_passes(raw) {
+                    f.check_ref(ValueRef::Str(text))?;
+                }
                 data.extend_from_slice(raw);
                 off.push(data.len() as i32);
             }
