@@ -28,6 +28,7 @@ pub struct BenchArgs {
 
 /// Empty (creating if missing) the buckets ingest reads and writes, and
 /// upload `file` as `key`: the S3 store, ready for ingest.
+#[cfg(feature = "aws")]
 async fn s3_setup(
     file: &std::path::Path,
     key: &str,
@@ -61,6 +62,14 @@ async fn s3_setup(
         .await
         .with_context(|| format!("uploading s3://landing/{key}"))?;
     Ok(std::sync::Arc::new(store))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn s3_setup(
+    _file: &std::path::Path,
+    _key: &str,
+) -> anyhow::Result<std::sync::Arc<dyn sluice::store::ObjectStore>> {
+    anyhow::bail!("--s3: {}", crate::target::WITHOUT_AWS)
 }
 
 /// Peak resident set size (VmHWM) and CPU seconds (user+sys) of this process.

@@ -262,6 +262,7 @@ async fn open_target(args: &TargetArgs) -> anyhow::Result<Target> {
 fn store_place(t: &Target, loc: Location) -> Place {
     let local_bucket_dir = match t {
         Target::Local(l) => Some(l.pipeline.dir().join(&loc.bucket)),
+        #[cfg(feature = "aws")]
         Target::Aws(_) => None,
     };
     Place::Store {

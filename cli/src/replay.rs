@@ -382,6 +382,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
 
+    #[cfg(feature = "aws")]
     if let Target::Aws(_) = &target {
         if common.wait > 0 && !common.dry_run {
             await_results(
@@ -641,6 +642,7 @@ async fn deliver(
             local_outputs.extend(l.pipeline.drain_events());
             Ok(Some(outcome))
         }
+        #[cfg(feature = "aws")]
         Target::Aws(a) => {
             let url = a.queue_url(stage)?;
             let attr = aws_sdk_sqs::types::MessageAttributeValue::builder()

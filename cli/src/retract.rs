@@ -51,6 +51,7 @@ pub async fn run(args: RetractArgs) -> anyhow::Result<ExitCode> {
             // The removals cascade through the later stages, as S3 events would.
             l.pipeline.cascade(Default::default()).await?;
         }
+        #[cfg(feature = "aws")]
         Target::Aws(a) => {
             // The ingest stage's own commit protocol, run here against the
             // deployment's buckets: it needs no new code deployed.

@@ -73,6 +73,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         };
         let b = backlog(&target, &places).await?;
         (s.inputs, s.backlog, s.backlog_oldest) = (b.inputs, b.pending, b.oldest);
+        #[cfg(feature = "aws")]
         if let Target::Aws(a) = &target {
             s.queue = Some(queue_depth(a, a.queue_url(&stage)?).await?);
         }
@@ -173,6 +174,7 @@ async fn is_busy(target: &Target) -> anyhow::Result<bool> {
         if backlog(target, &places).await?.pending > 0 {
             return Ok(true);
         }
+        #[cfg(feature = "aws")]
         if let Target::Aws(a) = target {
             let (visible, in_flight, delayed) = queue_depth(a, a.queue_url(&stage)?).await?;
             if visible + in_flight + delayed > 0 {
@@ -241,6 +243,7 @@ async fn backlog(target: &Target, places: &StagePlaces) -> anyhow::Result<Backlo
     })
 }
 
+#[cfg(feature = "aws")]
 async fn queue_depth(a: &crate::target::AwsTarget, url: &str) -> anyhow::Result<(u64, u64, u64)> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let resp = a

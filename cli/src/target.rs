@@ -13,8 +13,9 @@ use serde_json::Value;
 use sluice::config::Location;
 use sluice::deployment::Deployment;
 use sluice::dlq::{DlqLine, Envelope, FileDeadLetter};
-use sluice::store::s3::S3Store;
-use sluice::store::{ObjectStore, DEFAULT_PART_SIZE};
+use sluice::store::ObjectStore;
+#[cfg(feature = "aws")]
+use sluice::store::{s3::S3Store, DEFAULT_PART_SIZE};
 
 use crate::local::{self, LocalPipeline, STAGES};
 
@@ -130,8 +131,14 @@ pub enum Target {
     /// A local directory.
     Local(LocalTarget),
     /// A deployed environment.
+    #[cfg(feature = "aws")]
     Aws(AwsTarget),
 }
+
+/// Why a build without the `aws` feature cannot act on a deployment.
+#[cfg(not(feature = "aws"))]
+pub const WITHOUT_AWS: &str = "this sluice was built without AWS (the quick build of `make demo`, \
+     `--no-default-features`): build it with `cargo build -p sluice-cli` to act on S3, SQS or a deployment";
 
 /// A local pipeline directory.
 pub struct LocalTarget {
@@ -140,6 +147,7 @@ pub struct LocalTarget {
 }
 
 /// A deployed environment.
+#[cfg(feature = "aws")]
 pub struct AwsTarget {
     /// Its Terraform outputs.
     pub dep: Deployment,
@@ -156,7 +164,14 @@ impl Target {
             (Some(dir), _) => Ok(Target::Local(LocalTarget {
                 pipeline: LocalPipeline::open(dir)?,
             })),
+            #[cfg(feature = "aws")]
             (None, Some(path)) => Ok(Target::Aws(AwsTarget::open(Deployment::load(path)?).await)),
+            #[cfg(not(feature = "aws"))]
+            (None, Some(path)) => {
+                // Still parsed, so that a bad file is reported as such.
+                let _ = Deployment::load(path)?;
+                bail!("--deployment {}: {WITHOUT_AWS}", path.display())
+            }
             (None, None) => bail!(
                 "say where: --local DIR for a local pipeline directory, or --deployment FILE \
                  (or SLUICE_DEPLOYMENT) for the `terraform output -json` of a deployed environment"
@@ -168,6 +183,7 @@ impl Target {
     pub fn describe(&self) -> String {
         match self {
             Target::Local(l) => format!("local directory {}", l.pipeline.dir().display()),
+            #[cfg(feature = "aws")]
             Target::Aws(a) => match &a.dep.endpoint {
                 Some(e) => format!("deployment {} at {e}", a.dep.source),
                 None => format!("deployment {}", a.dep.source),
@@ -179,6 +195,7 @@ impl Target {
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         match self {
             Target::Local(l) => l.pipeline.store(),
+            #[cfg(feature = "aws")]
             Target::Aws(a) => a.store.clone(),
         }
     }
@@ -187,6 +204,7 @@ impl Target {
     pub fn stages(&self) -> Vec<String> {
         match self {
             Target::Local(_) => STAGES.iter().map(|s| s.to_string()).collect(),
+            #[cfg(feature = "aws")]
             Target::Aws(a) => STAGES
                 .iter()
                 .filter(|s| a.dep.stages.contains_key(**s))
@@ -207,6 +225,7 @@ impl Target {
                     quarantine: c.quarantine.clone(),
                 })
             }
+            #[cfg(feature = "aws")]
             Target::Aws(a) => places(name, a.dep.stage(name)?),
         }
     }
@@ -217,6 +236,7 @@ impl Target {
             Target::Local(_) => bail!(
                 "a local directory has no ghost stages: compare two locations with --prod and --ghost"
             ),
+            #[cfg(feature = "aws")]
             Target::Aws(a) => places(name, a.dep.ghost_stage(name)?),
         }
     }
@@ -231,6 +251,7 @@ impl Target {
     ) -> anyhow::Result<Vec<DlqEntry>> {
         match self {
             Target::Local(l) => local_dlq_read(&l.dlq(stage)),
+            #[cfg(feature = "aws")]
             Target::Aws(a) => a.dlq_read(stage, hold).await,
         }
     }
@@ -251,6 +272,7 @@ impl Target {
                 }
                 Ok(l.dlq(stage).remove(&lines).await?)
             }
+            #[cfg(feature = "aws")]
             Target::Aws(a) => a.dlq_delete(stage, entries).await,
         }
     }
@@ -259,6 +281,7 @@ impl Target {
     pub async fn dlq_release(&self, stage: &str, entries: &[&DlqEntry]) -> anyhow::Result<()> {
         match self {
             Target::Local(_) => Ok(()),
+            #[cfg(feature = "aws")]
             Target::Aws(a) => a.dlq_release(stage, entries).await,
         }
     }
@@ -311,6 +334,7 @@ fn local_dlq_read(dlq: &FileDeadLetter) -> anyhow::Result<Vec<DlqEntry>> {
     Ok(out)
 }
 
+#[cfg(feature = "aws")]
 impl AwsTarget {
     /// Clients for a deployment. With an `endpoint` output (LocalStack) the
     /// SDK is pointed there, path-style, with test credentials unless the

@@ -1,28 +1,14 @@
 //! AWS SDK plumbing: building clients once at cold start (endpoint override,
 //! path-style addressing for LocalStack) and classifying SDK errors by meaning.
+//!
+//! The SDK half is behind the `aws` feature (on by default): a build without
+//! it (the CLI's demo build) keeps the local and memory stores and the file
+//! DLQ, and refuses an S3 store or SQS DLQ with a configuration error.
 
-use std::time::Duration;
+use crate::error::ErrorKind;
 
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-
-use crate::error::{Error, ErrorKind};
-
-/// Load the shared SDK configuration from the environment (credentials,
-/// region, `AWS_ENDPOINT_URL`), with timeouts suited to a Lambda.
-pub async fn load_sdk_config() -> SdkConfig {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(60))
-        .build();
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await
-}
+#[cfg(feature = "aws")]
+pub use sdk::*;
 
 /// Whether a custom endpoint is configured (LocalStack, MinIO): such
 /// endpoints need path-style S3 addressing.
@@ -32,17 +18,101 @@ pub fn custom_endpoint_configured() -> bool {
         .any(|v| std::env::var(v).map(|s| !s.is_empty()).unwrap_or(false))
 }
 
-/// An S3 client from the shared config.
-pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(force_path_style)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
+#[cfg(feature = "aws")]
+mod sdk {
+    use std::time::Duration;
 
-/// An SQS client from the shared config.
-pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(config)
+    use aws_config::timeout::TimeoutConfig;
+    use aws_config::{BehaviorVersion, SdkConfig};
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+
+    use super::classify_http;
+    use crate::error::{Error, ErrorKind};
+
+    /// Load the shared SDK configuration from the environment (credentials,
+    /// region, `AWS_ENDPOINT_URL`), with timeouts suited to a Lambda.
+    pub async fn load_sdk_config() -> SdkConfig {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .build();
+        aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await
+    }
+
+    /// An S3 client from the shared config.
+    pub fn s3_client(config: &SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(force_path_style)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// An SQS client from the shared config.
+    pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(config)
+    }
+
+    /// Classify an SDK error: timeouts, dispatch (connection) failures and
+    /// unparseable responses are transient; service errors go by status and code.
+    pub fn classify_sdk<E>(err: &SdkError<E, HttpResponse>) -> (ErrorKind, String)
+    where
+        E: ProvideErrorMetadata + std::error::Error,
+    {
+        match err {
+            SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".into()),
+            SdkError::DispatchFailure(d) => (
+                ErrorKind::Transient,
+                format!(
+                    "dispatch failure ({})",
+                    if d.is_timeout() {
+                        "timeout"
+                    } else {
+                        "connection"
+                    }
+                ),
+            ),
+            SdkError::ResponseError(_) => (ErrorKind::Transient, "unreadable response".into()),
+            SdkError::ServiceError(se) => {
+                let status = se.raw().status().as_u16();
+                let code = se.err().code();
+                let msg = se.err().message().unwrap_or("");
+                (
+                    classify_http(status, code),
+                    format!("HTTP {status} {} {msg}", code.unwrap_or(""))
+                        .trim()
+                        .to_string(),
+                )
+            }
+            SdkError::ConstructionFailure(_) => {
+                (ErrorKind::Internal, "request could not be built".into())
+            }
+            _ => (ErrorKind::Internal, "unknown SDK error".into()),
+        }
+    }
+
+    /// Turn an SDK error into a storage error about `location`.
+    pub fn storage_error<E>(
+        op: &'static str,
+        location: String,
+        err: SdkError<E, HttpResponse>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let (kind, message) = classify_sdk(&err);
+        Error::Storage {
+            op,
+            location,
+            kind,
+            message,
+            source: Some(Box::new(err)),
+        }
+    }
 }
 
 /// Error codes that mean "slow down or try again", whatever the status.
@@ -78,59 +148,6 @@ pub fn classify_http(status: u16, code: Option<&str>) -> ErrorKind {
         500..=599 => ErrorKind::Transient,
         400..=499 => ErrorKind::Rejected,
         _ => ErrorKind::Internal,
-    }
-}
-
-/// Classify an SDK error: timeouts, dispatch (connection) failures and
-/// unparseable responses are transient; service errors go by status and code.
-pub fn classify_sdk<E>(err: &SdkError<E, HttpResponse>) -> (ErrorKind, String)
-where
-    E: ProvideErrorMetadata + std::error::Error,
-{
-    match err {
-        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out".into()),
-        SdkError::DispatchFailure(d) => (
-            ErrorKind::Transient,
-            format!(
-                "dispatch failure ({})",
-                if d.is_timeout() {
-                    "timeout"
-                } else {
-                    "connection"
-                }
-            ),
-        ),
-        SdkError::ResponseError(_) => (ErrorKind::Transient, "unreadable response".into()),
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let code = se.err().code();
-            let msg = se.err().message().unwrap_or("");
-            (
-                classify_http(status, code),
-                format!("HTTP {status} {} {msg}", code.unwrap_or(""))
-                    .trim()
-                    .to_string(),
-            )
-        }
-        SdkError::ConstructionFailure(_) => {
-            (ErrorKind::Internal, "request could not be built".into())
-        }
-        _ => (ErrorKind::Internal, "unknown SDK error".into()),
-    }
-}
-
-/// Turn an SDK error into a storage error about `location`.
-pub fn storage_error<E>(op: &'static str, location: String, err: SdkError<E, HttpResponse>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let (kind, message) = classify_sdk(&err);
-    Error::Storage {
-        op,
-        location,
-        kind,
-        message,
-        source: Some(Box::new(err)),
     }
 }
 

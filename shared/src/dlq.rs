@@ -102,6 +102,7 @@ pub trait DeadLetterSink: Send + Sync + Debug {
 }
 
 /// An SQS queue as DLQ.
+#[cfg(feature = "aws")]
 #[derive(Debug, Clone)]
 pub struct SqsDeadLetter {
     client: aws_sdk_sqs::Client,
@@ -109,6 +110,7 @@ pub struct SqsDeadLetter {
     requeue_url: Option<String>,
 }
 
+#[cfg(feature = "aws")]
 impl SqsDeadLetter {
     /// A sink sending to `queue_url`.
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
@@ -128,8 +130,10 @@ impl SqsDeadLetter {
 }
 
 /// SQS messages are at most 256 KiB; the original event is cut to fit.
+#[cfg(feature = "aws")]
 const SQS_MAX_BODY: usize = 250 * 1024;
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl DeadLetterSink for SqsDeadLetter {
     async fn send(&self, envelope: &Envelope) -> Result<()> {

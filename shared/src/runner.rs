@@ -25,14 +25,12 @@ use tracing::Instrument;
 
 use crate::commit::{Claim, Ledger, ManifestState, Swap};
 use crate::config::{Config, Sink, StoreKind};
-use crate::dlq::{DeadLetterSink, Envelope, FileDeadLetter, SqsDeadLetter};
+use crate::dlq::{DeadLetterSink, Envelope, FileDeadLetter};
 use crate::error::{disposition, Disposition, Error, ErrorKind, Result};
 use crate::idempotent::{self, StreamedOutput, WriteOutcome};
 use crate::lineage::{keys, parse_claim_tag, Lineage, SourceIdentity};
 use crate::retry::retry;
-use crate::store::{
-    GetResult, LocalStore, Metadata, ObjectMeta, ObjectStore, ObjectStoreExt, S3Store,
-};
+use crate::store::{GetResult, LocalStore, Metadata, ObjectMeta, ObjectStore, ObjectStoreExt};
 use crate::telemetry::{
     AlreadyProcessed, Counts, EmfStdout, EventSkipped, MetricsSink, NoMetrics, ObjectDeadLettered,
     ObjectFailed, ObjectProcessed, ObjectsDeferred, RetryScheduled, StaleEventIgnored,
@@ -70,31 +68,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Build clients and sinks for a configuration. AWS configuration is
-    /// loaded only if something actually uses AWS.
+    /// Build clients and sinks for a configuration.
     pub async fn from_config(config: Config) -> Result<Self> {
-        let needs_aws = config.store == StoreKind::S3 || matches!(config.dlq, Sink::Aws(_));
-        let sdk = if needs_aws {
-            Some(crate::aws::load_sdk_config().await)
-        } else {
-            None
-        };
-        let store: Arc<dyn ObjectStore> = match (&config.store, &sdk) {
-            (StoreKind::Local(dir), _) => Arc::new(LocalStore::new(dir)?),
-            (StoreKind::S3, Some(sdk)) => Arc::new(S3Store::new(
-                crate::aws::s3_client(sdk, config.s3_force_path_style),
-                config.part_size_bytes,
-            )),
-            (StoreKind::S3, None) => unreachable!("needs_aws is true for S3"),
-        };
-        let dlq: Arc<dyn DeadLetterSink> = match (&config.dlq, &sdk) {
-            (Sink::File(path), _) => Arc::new(FileDeadLetter::new(path)),
-            (Sink::Aws(url), Some(sdk)) => Arc::new(
-                SqsDeadLetter::new(crate::aws::sqs_client(sdk), url)
-                    .with_requeue(config.queue.clone()),
-            ),
-            (Sink::Aws(_), None) => unreachable!("needs_aws is true for an SQS DLQ"),
-        };
+        let (store, dlq) = clients(&config).await?;
         let metrics: Arc<dyn MetricsSink> = if config.emf_metrics {
             Arc::new(EmfStdout::new("Sluice"))
         } else {
@@ -107,6 +83,63 @@ impl Runtime {
             metrics,
         })
     }
+}
+
+/// The object store and DLQ a configuration names. AWS configuration is
+/// loaded only if something actually uses AWS.
+#[cfg(feature = "aws")]
+async fn clients(config: &Config) -> Result<(Arc<dyn ObjectStore>, Arc<dyn DeadLetterSink>)> {
+    use crate::dlq::SqsDeadLetter;
+    use crate::store::S3Store;
+    let needs_aws = config.store == StoreKind::S3 || matches!(config.dlq, Sink::Aws(_));
+    let sdk = if needs_aws {
+        Some(crate::aws::load_sdk_config().await)
+    } else {
+        None
+    };
+    let store: Arc<dyn ObjectStore> = match (&config.store, &sdk) {
+        (StoreKind::Local(dir), _) => Arc::new(LocalStore::new(dir)?),
+        (StoreKind::S3, Some(sdk)) => Arc::new(S3Store::new(
+            crate::aws::s3_client(sdk, config.s3_force_path_style),
+            config.part_size_bytes,
+        )),
+        (StoreKind::S3, None) => unreachable!("needs_aws is true for S3"),
+    };
+    let dlq: Arc<dyn DeadLetterSink> = match (&config.dlq, &sdk) {
+        (Sink::File(path), _) => Arc::new(FileDeadLetter::new(path)),
+        (Sink::Aws(url), Some(sdk)) => Arc::new(
+            SqsDeadLetter::new(crate::aws::sqs_client(sdk), url).with_requeue(config.queue.clone()),
+        ),
+        (Sink::Aws(_), None) => unreachable!("needs_aws is true for an SQS DLQ"),
+    };
+    Ok((store, dlq))
+}
+
+/// Built without the `aws` feature (the CLI's demo build): a local store and
+/// a file DLQ, and a configuration error naming the feature for anything else.
+#[cfg(not(feature = "aws"))]
+async fn clients(config: &Config) -> Result<(Arc<dyn ObjectStore>, Arc<dyn DeadLetterSink>)> {
+    const WITHOUT_AWS: &str =
+        "this build has no AWS SDK (built without the `aws` feature); build with default features";
+    let store: Arc<dyn ObjectStore> = match &config.store {
+        StoreKind::Local(dir) => Arc::new(LocalStore::new(dir)?),
+        StoreKind::S3 => {
+            return Err(Error::config(
+                "SLUICE_STORE",
+                format!("the S3 store needs AWS: {WITHOUT_AWS}"),
+            ))
+        }
+    };
+    let dlq: Arc<dyn DeadLetterSink> = match &config.dlq {
+        Sink::File(path) => Arc::new(FileDeadLetter::new(path)),
+        Sink::Aws(url) => {
+            return Err(Error::config(
+                "SLUICE_DLQ",
+                format!("the SQS DLQ {url} needs AWS: {WITHOUT_AWS}"),
+            ))
+        }
+    };
+    Ok((store, dlq))
 }
 
 /// One output claimed by the processing of an input version.

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice::config::Sink;
+#[cfg(feature = "aws")]
 use sluice::error::ErrorKind;
 use sluice::lineage::short_hash;
 use sluice::{Error, Result};
@@ -151,12 +152,14 @@ impl AlertSink for FileAlerts {
 /// subject, and `alert_id`, `dataset` and `check` as message attributes. On
 /// a FIFO topic the alert id is the deduplication id, so a re-sent alert is
 /// dropped by SNS itself.
+#[cfg(feature = "aws")]
 #[derive(Debug, Clone)]
 pub struct SnsAlerts {
     client: aws_sdk_sns::Client,
     topic_arn: String,
 }
 
+#[cfg(feature = "aws")]
 impl SnsAlerts {
     /// A sink publishing to `topic_arn` with `client` (built once, at cold start).
     pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
@@ -167,6 +170,7 @@ impl SnsAlerts {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl AlertSink for SnsAlerts {
     async fn send(&self, alert: &Alert) -> Result<()> {
@@ -249,10 +253,34 @@ pub async fn sink_for(sink: Option<&Sink>) -> Arc<dyn AlertSink> {
     match sink {
         None => Arc::new(LogAlerts),
         Some(Sink::File(path)) => Arc::new(FileAlerts::new(path)),
+        #[cfg(feature = "aws")]
         Some(Sink::Aws(arn)) => {
             let sdk = sluice::aws::load_sdk_config().await;
             Arc::new(SnsAlerts::new(aws_sdk_sns::Client::new(&sdk), arn))
         }
+        #[cfg(not(feature = "aws"))]
+        Some(Sink::Aws(arn)) => Arc::new(NoSdkAlerts(arn.clone())),
+    }
+}
+
+/// An SNS topic configured in a build without the `aws` feature: every send
+/// fails with a configuration error, so the profile is not written and the
+/// object is retried (or dead-lettered) rather than its alerts lost.
+#[cfg(not(feature = "aws"))]
+#[derive(Debug)]
+struct NoSdkAlerts(String);
+
+#[cfg(not(feature = "aws"))]
+#[async_trait]
+impl AlertSink for NoSdkAlerts {
+    async fn send(&self, _alert: &Alert) -> Result<()> {
+        Err(Error::config(
+            "SLUICE_ALERTS",
+            format!(
+                "the SNS topic {} needs AWS: this build has no AWS SDK (built without the `aws` feature)",
+                self.0
+            ),
+        ))
     }
 }
 

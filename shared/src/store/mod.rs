@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub mod local;
 pub mod memory;
 pub mod notify;
+#[cfg(feature = "aws")]
 pub mod s3;
 
 pub mod conformance;
@@ -25,6 +26,7 @@ pub mod conformance;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use notify::NotifyingStore;
+#[cfg(feature = "aws")]
 pub use s3::S3Store;
 
 /// User metadata attached to an object (`x-amz-meta-*` on S3). Keys are
