@@ -26,6 +26,8 @@ test: lint hooks-check unit report-check tf-check e2e ## Run every test: lint, h
 lint: lint-workflows secret-scan ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows, secret scan
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --features sluice-e2e/localstack -- -D warnings
+	@# make demo's build (no AWS SDK) must keep compiling, warning-free.
+	$(CARGO) clippy -p sluice-cli --no-default-features --all-targets -- -D warnings
 
 .PHONY: lint-workflows
 lint-workflows: ## actionlint (+ shellcheck on run: scripts) on .github/workflows, both installed into .venv/tools

@@ -5,12 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${DEMO_DIR:-demo-data}
-# A newcomer's `make demo` builds the CLI alone (the quickest first run);
-# inside `make test` (DEMO_DEV_BUILD=1) the build every test step shares.
+# A newcomer's `make demo` builds the CLI alone and without the AWS SDK (the
+# `aws` feature; the local pipeline needs none of it): the quickest first
+# run. Inside `make test` (DEMO_DEV_BUILD=1) it uses the build every test
+# step shares.
 if [ -n "${DEMO_DEV_BUILD:-}" ]; then
   bash scripts/build-dev.sh
 else
-  cargo build -q -p sluice-cli
+  echo "== building the sluice CLI (local pipeline only, without the AWS SDK)"
+  cargo build -q -p sluice-cli --no-default-features
 fi
 BIN=target/debug/sluice
 rm -rf "$DIR"
