@@ -340,7 +340,8 @@ impl AwsTarget {
     /// SDK is pointed there, path-style, with test credentials unless the
     /// environment has some.
     pub async fn open(dep: Deployment) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(sluice::aws::http_client());
         if let Some(endpoint) = &dep.endpoint {
             loader = loader.endpoint_url(endpoint);
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {

@@ -39,9 +39,22 @@ mod sdk {
             .operation_attempt_timeout(Duration::from_secs(60))
             .build();
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
             .timeout_config(timeouts)
             .load()
             .await
+    }
+
+    /// The HTTPS client every SDK config is given: the SDK's own hyper client
+    /// with rustls on ring (the workspace leaves out the SDK's default, rustls
+    /// on aws-lc, for smaller binaries and builds). Certificates are the
+    /// platform's, as with the default. A config loaded without it has no
+    /// HTTP client and fails its first request.
+    pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https()
     }
 
     /// An S3 client from the shared config.

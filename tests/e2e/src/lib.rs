@@ -102,6 +102,7 @@ impl Ctx {
     pub async fn new() -> Result<Self> {
         let dep = Deployment::load()?;
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(sluice::aws::http_client())
             .endpoint_url(&dep.endpoint)
             .region(aws_config::Region::new(dep.region.clone()))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
