@@ -7,6 +7,10 @@
 
 use crate::error::ErrorKind;
 
+/// Why a build without the `aws` feature refuses an S3 store, an SQS DLQ or
+/// an SNS topic: every such error says this.
+pub const WITHOUT_SDK: &str = "this build has no AWS SDK (built without the `aws` feature)";
+
 #[cfg(feature = "aws")]
 pub use sdk::*;
 

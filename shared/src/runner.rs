@@ -119,14 +119,12 @@ async fn clients(config: &Config) -> Result<(Arc<dyn ObjectStore>, Arc<dyn DeadL
 /// a file DLQ, and a configuration error naming the feature for anything else.
 #[cfg(not(feature = "aws"))]
 async fn clients(config: &Config) -> Result<(Arc<dyn ObjectStore>, Arc<dyn DeadLetterSink>)> {
-    const WITHOUT_AWS: &str =
-        "this build has no AWS SDK (built without the `aws` feature); build with default features";
     let store: Arc<dyn ObjectStore> = match &config.store {
         StoreKind::Local(dir) => Arc::new(LocalStore::new(dir)?),
         StoreKind::S3 => {
             return Err(Error::config(
                 "SLUICE_STORE",
-                format!("the S3 store needs AWS: {WITHOUT_AWS}"),
+                format!("the S3 store needs AWS: {}", crate::aws::WITHOUT_SDK),
             ))
         }
     };
@@ -135,7 +133,7 @@ async fn clients(config: &Config) -> Result<(Arc<dyn ObjectStore>, Arc<dyn DeadL
         Sink::Aws(url) => {
             return Err(Error::config(
                 "SLUICE_DLQ",
-                format!("the SQS DLQ {url} needs AWS: {WITHOUT_AWS}"),
+                format!("the SQS DLQ {url} needs AWS: {}", crate::aws::WITHOUT_SDK),
             ))
         }
     };

@@ -277,8 +277,9 @@ impl AlertSink for NoSdkAlerts {
         Err(Error::config(
             "SLUICE_ALERTS",
             format!(
-                "the SNS topic {} needs AWS: this build has no AWS SDK (built without the `aws` feature)",
-                self.0
+                "the SNS topic {} needs AWS: {}",
+                self.0,
+                sluice::aws::WITHOUT_SDK
             ),
         ))
     }
