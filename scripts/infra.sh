@@ -13,6 +13,11 @@
 #   scripts/infra.sh output local        terraform output -json
 #   scripts/infra.sh dummy-zips DIR      stand-in DIR/<stage>/bootstrap.zip (plans, destroy)
 #
+# SLUICE_TF_WORKSPACE=NAME makes deploy, destroy and output act on a second
+# deployment of envs/local beside the first, in the Terraform workspace NAME,
+# with every resource named sluice-NAME-… (make e2e runs its fault-proxy test
+# on one, in parallel with the other tests and phoenix on the first).
+#
 # LOCALSTACK_PORT (default 4566) picks LocalStack's port. Where /opt/tf-plugins
 # exists (a pre-mirrored provider, no registry), Terraform installs from it
 # through infra/terraform.rc; elsewhere from the registry, with a shared plugin
@@ -155,46 +160,65 @@ need_local() {
     die "LocalStack is not running on $ENDPOINT (make localstack-up)"
 }
 
+# The workspace that deploy, destroy and output act on (SLUICE_TF_WORKSPACE).
+WORKSPACE="${SLUICE_TF_WORKSPACE:-default}"
+[[ "$WORKSPACE" =~ ^[a-z][a-z0-9-]{0,15}$ ]] ||
+  die "SLUICE_TF_WORKSPACE=$WORKSPACE: want 1-16 lower-case letters, digits and dashes, starting with a letter"
+use_workspace() {  # Terraform reads TF_WORKSPACE (and creates it on apply)
+  if [[ "$WORKSPACE" != default ]]; then export TF_WORKSPACE="$WORKSPACE"; fi
+}
+state_of() {  # $1: env dir
+  if [[ "$WORKSPACE" == default ]]; then echo "$1/terraform.tfstate"; else echo "$1/terraform.tfstate.d/$WORKSPACE/terraform.tfstate"; fi
+}
+marker_of() {  # $1: env dir
+  if [[ "$WORKSPACE" == default ]]; then echo "$1/.localstack-session"; else echo "$1/.localstack-session.$WORKSPACE"; fi
+}
+
 cmd_deploy() {
-  local env="${1:-local}" dir session marker start s missing=""
+  local env="${1:-local}" dir session marker state start s missing=""
   shift || true
   need_local "$env"
   dir="$INFRA/envs/$env"
+  use_workspace
   for s in ingest curate profile; do
     [[ -f "$REPO/target/lambda/$s/bootstrap.zip" ]] || missing+=" $s"
   done
   [[ -z "$missing" ]] || die "missing target/lambda/<stage>/bootstrap.zip for:$missing (scripts/zip-host.py, or cargo lambda build --output-format zip)"
   session="$(localstack_session)"
-  marker="$dir/.localstack-session"
-  if [[ -f "$dir/terraform.tfstate" && "$(cat "$marker" 2>/dev/null)" != "$session" ]]; then
+  marker="$(marker_of "$dir")"
+  state="$(state_of "$dir")"
+  if [[ -f "$state" && "$(cat "$marker" 2>/dev/null)" != "$session" ]]; then
     say "LocalStack was restarted since the last deploy: starting from an empty state"
-    rm -f "$dir/terraform.tfstate" "$dir/terraform.tfstate.backup"
+    rm -f "$state" "$state.backup"
   fi
   init_quiet "$dir"
   echo "$session" >"$marker"
   start="$(now)"
   tf -chdir="$dir" apply -input=false -auto-approve -no-color -var "localstack_endpoint=$ENDPOINT" "$@"
-  say "deployed envs/$env to $ENDPOINT in $(since "$start") s"
+  say "deployed envs/$env (workspace $WORKSPACE) to $ENDPOINT in $(since "$start") s"
 }
 
 cmd_destroy() {
-  local env="${1:-local}" dir start
+  local env="${1:-local}" dir state start
   shift || true
   need_local "$env"
   dir="$INFRA/envs/$env"
-  if [[ ! -f "$dir/terraform.tfstate" || "$(cat "$dir/.localstack-session" 2>/dev/null)" != "$(localstack_session)" ]]; then
-    rm -f "$dir/terraform.tfstate" "$dir/terraform.tfstate.backup"
+  use_workspace
+  state="$(state_of "$dir")"
+  if [[ ! -f "$state" || "$(cat "$(marker_of "$dir")" 2>/dev/null)" != "$(localstack_session)" ]]; then
+    rm -f "$state" "$state.backup"
     say "nothing deployed to this LocalStack"
     return
   fi
   init_quiet "$dir"
   start="$(now)"
   tf -chdir="$dir" destroy -input=false -auto-approve -no-color -var "localstack_endpoint=$ENDPOINT" "$@"
-  say "destroyed envs/$env in $(since "$start") s"
+  say "destroyed envs/$env (workspace $WORKSPACE) in $(since "$start") s"
 }
 
 cmd_output() {
   local env="${1:-local}"
+  use_workspace
   tf -chdir="$INFRA/envs/$env" output -json
 }
 

@@ -42,13 +42,14 @@ locals {
     for s in local.stages : s => abspath("${coalesce(var.ghost_zip_dir, var.zip_dir, "${path.root}/../../../target/lambda")}/${s}/bootstrap.zip")
   }
   # LocalStack's account.
-  account_id = "000000000000"
+  account_id  = "000000000000"
+  name_prefix = coalesce(var.name_prefix, terraform.workspace == "default" ? "sluice-local" : "sluice-${terraform.workspace}")
 }
 
 module "pipeline" {
   source = "../../modules/pipeline"
 
-  name_prefix    = var.name_prefix
+  name_prefix    = local.name_prefix
   account_id     = local.account_id
   zip_paths      = local.zip_paths
   architecture   = var.architecture
@@ -64,7 +65,7 @@ module "ghost" {
   source = "../../modules/ghost"
   count  = length(var.ghost_stages) > 0 ? 1 : 0
 
-  name_prefix     = "${var.name_prefix}-ghost"
+  name_prefix     = "${local.name_prefix}-ghost"
   account_id      = local.account_id
   stages          = var.ghost_stages
   prod_buckets    = module.pipeline.buckets

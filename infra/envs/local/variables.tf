@@ -10,8 +10,9 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  type    = string
-  default = "sluice-local"
+  description = "Prefix of every resource name; null: sluice-local in the default workspace, sluice-<workspace> in another (a second deployment beside the first in one LocalStack, as make e2e's fault-proxy run uses)."
+  type        = string
+  default     = null
 }
 
 variable "zip_dir" {
