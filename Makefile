@@ -20,7 +20,15 @@ bench: ## Sluice vs pyarrow, duckdb, polars side by side (ingest, curate, profil
 	bash scripts/bench.sh
 
 .PHONY: test
-test: lint hooks-check unit report-check tf-check e2e ## Run every test: lint, hooks check, unit, integration, report in Chromium, Terraform checks, end to end in LocalStack
+test: localstack-install lint hooks-check unit report-check tf-check e2e ## Run every test: lint, hooks check, unit, integration, report in Chromium, Terraform checks, end to end in LocalStack
+
+# make test's first step: LocalStack's virtualenv (about two minutes of pip on
+# a fresh clone, mostly downloads) installs in the background while the build
+# runs; `make e2e` waits for it (a lock) and reinstalls if it failed.
+.PHONY: localstack-install
+localstack-install: ## Install LocalStack's virtualenv (.venv/localstack) in the background; its log: target/localstack-install.log
+	@mkdir -p target
+	@nohup bash tests/localstack/localstack.sh install >target/localstack-install.log 2>&1 </dev/null &
 
 .PHONY: lint
 lint: lint-workflows secret-scan ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows, secret scan

@@ -53,7 +53,9 @@ init_quiet() {  # $1: dir, rest: init args
   local dir="$1" log
   shift
   log="$(mktemp)"
-  if ! tf -chdir="$dir" init -input=false -no-color "$@" >"$log" 2>&1; then
+  # One init at a time per directory: make e2e deploys two workspaces of
+  # envs/local at once, and their applies may overlap but not their inits.
+  if ! flock "$dir/.init.lock" terraform -chdir="$dir" init -input=false -no-color "$@" >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
     die "terraform init failed in ${dir#"$REPO"/}"

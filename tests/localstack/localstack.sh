@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start and stop the LocalStack that Sluice's end-to-end tests talk to.
 #
+#   tests/localstack/localstack.sh install  the virtualenv alone (make test starts it early, in the background)
 #   tests/localstack/localstack.sh up       install if needed, start, wait for Ready.
 #   tests/localstack/localstack.sh down     stop it and every process it started
 #   tests/localstack/localstack.sh status   exit 0 if running and healthy
@@ -62,7 +63,20 @@ install_hash() {
   ) | sha256sum | cut -d' ' -f1
 }
 
+# One installer at a time: `up` waits here for make test's early `install`.
+# The lock is let go before LocalStack starts, which would inherit it.
 ensure_venv() {
+  mkdir -p "$(dirname "$VENV")"
+  exec 9>"$VENV.lock"
+  if ! flock -n 9; then
+    say "waiting for another install of $VENV to finish"
+    flock 9
+  fi
+  install_venv
+  exec 9>&-
+}
+
+install_venv() {
   local stamp="$VENV/.sluice-install-stamp" want start tmp
   want="$(install_hash)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$VENV/bin/python" -c '' 2>/dev/null; then
@@ -281,6 +295,9 @@ case "$cmd" in
   down)
     if [[ -f "$CONTAINERFILE" ]]; then down_docker; else down_host; fi
     ;;
+  install)
+    ensure_venv
+    ;;
   status)
     if [[ -f "$CONTAINERFILE" ]]; then
       docker_running || { say "not running"; exit 1; }
@@ -304,7 +321,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    echo "usage: $0 up|down|status|logs [-f]" >&2
+    echo "usage: $0 install|up|down|status|logs [-f]" >&2
     exit 2
     ;;
 esac
