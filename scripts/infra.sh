@@ -16,7 +16,7 @@
 # SLUICE_TF_WORKSPACE=NAME makes deploy, destroy and output act on a second
 # deployment of envs/local beside the first, in the Terraform workspace NAME,
 # with every resource named sluice-NAME-… (make e2e runs its fault-proxy test
-# on one, in parallel with the other tests and phoenix on the first).
+# on one, beside the report check and phoenix on the first).
 #
 # LOCALSTACK_PORT (default 4566) picks LocalStack's port. Where /opt/tf-plugins
 # exists (a pre-mirrored provider, no registry), Terraform installs from it
