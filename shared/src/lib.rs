@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod columns;
 pub mod commit;
 pub mod config;
 pub mod contract;

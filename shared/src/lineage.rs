@@ -389,7 +389,7 @@ pub fn freshness(existing: &SourceIdentity, incoming: &SourceIdentity) -> Freshn
 }
 
 /// Record ids (`_record_id`) as text: ingest's 16-byte binary ids as their
-/// 32 lower-case hex digits, any other column cast to text.
+/// 32 lower-case hex digits, a text column as it is ([`crate::columns::to_utf8`]).
 pub fn record_ids_as_text(
     ids: &arrow::array::ArrayRef,
 ) -> std::result::Result<arrow::array::StringArray, arrow::error::ArrowError> {
@@ -414,11 +414,7 @@ pub fn record_ids_as_text(
             }
             Ok(out.finish())
         }
-        _ => Ok(
-            arrow::compute::cast(ids, &arrow::datatypes::DataType::Utf8)?
-                .as_string::<i32>()
-                .clone(),
-        ),
+        _ => crate::columns::to_utf8(ids),
     }
 }
 

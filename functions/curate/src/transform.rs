@@ -13,8 +13,8 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     StringBuilder,
 };
-use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
+use sluice::columns::{to_f64 as f64s, to_i64, to_utf8};
 use sluice::config::ParquetCompression;
 use sluice::error::ErrorKind;
 use sluice::{Error, Result};
@@ -323,20 +324,14 @@ impl<'p> Bound<'p> {
         for (on, join) in &self.joins {
             let keys = batch.column(*on);
             let rows: Vec<Option<usize>> = match join.index.as_ref() {
-                KeyIndex::Int(index) => {
-                    let k = cast(keys, &DataType::Int64)?;
-                    k.as_primitive::<Int64Type>()
-                        .iter()
-                        .map(|k| k.and_then(|k| index.get(&k).copied()))
-                        .collect()
-                }
-                KeyIndex::Text(index) => {
-                    let k = cast(keys, &DataType::Utf8)?;
-                    k.as_string::<i32>()
-                        .iter()
-                        .map(|k| k.and_then(|k| index.get(k).copied()))
-                        .collect()
-                }
+                KeyIndex::Int(index) => to_i64(keys)?
+                    .iter()
+                    .map(|k| k.and_then(|k| index.get(&k).copied()))
+                    .collect(),
+                KeyIndex::Text(index) => to_utf8(keys)?
+                    .iter()
+                    .map(|k| k.and_then(|k| index.get(k).copied()))
+                    .collect(),
             };
             for c in &join.columns {
                 let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
@@ -365,17 +360,12 @@ fn micros(col: &ArrayRef) -> std::result::Result<Float64Array, ArrowError> {
             )))
         }
     };
-    let ints = cast(col, &DataType::Int64)?;
-    Ok(ints
-        .as_primitive::<Int64Type>()
-        .unary::<_, Float64Type>(|v| v as f64 * factor))
+    Ok(to_i64(col)?.unary::<_, Float64Type>(|v| v as f64 * factor))
 }
 
 /// A numeric column as f64 (decimals divided by 10^scale).
 fn to_f64(col: &ArrayRef) -> std::result::Result<Float64Array, ArrowError> {
-    Ok(cast(col, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
+    f64s(col)
 }
 
 /// The per-file set of rows seen so far, as 128-bit keys: ingest's record
@@ -519,13 +509,10 @@ fn dedup(
                 .iter()
                 .map(|id| Some(id.is_none_or(|id| seen.insert_binary(id))))
                 .collect(),
-            _ => {
-                let ids = cast(batch.column(*rid), &DataType::Utf8)?;
-                ids.as_string::<i32>()
-                    .iter()
-                    .map(|id| Some(id.is_none_or(|id| seen.insert(id))))
-                    .collect()
-            }
+            _ => to_utf8(batch.column(*rid))?
+                .iter()
+                .map(|id| Some(id.is_none_or(|id| seen.insert(id))))
+                .collect(),
         },
         DedupBy::Columns(indices, converter) => {
             let columns: Vec<ArrayRef> = indices.iter().map(|&i| batch.column(i).clone()).collect();
@@ -543,16 +530,9 @@ fn dedup(
         .record_id
         .map(|i| sluice::lineage::record_ids_as_text(batch.column(i)))
         .transpose()?;
-    let lines: Option<Int64Array> = bound
-        .line
-        .map(|i| cast(batch.column(i), &DataType::Int64))
-        .transpose()?
-        .map(|a| a.as_primitive::<Int64Type>().clone());
-    let sources: Option<StringArray> = bound
-        .source
-        .map(|i| cast(batch.column(i), &DataType::Utf8))
-        .transpose()?
-        .map(|a| a.as_string::<i32>().clone());
+    let lines: Option<Int64Array> = bound.line.map(|i| to_i64(batch.column(i))).transpose()?;
+    let sources: Option<StringArray> =
+        bound.source.map(|i| to_utf8(batch.column(i))).transpose()?;
     for row in (0..batch.num_rows()).filter(|&r| !keep.value(r)) {
         let line = QuarantineLine {
             record_id: ids

@@ -10,8 +10,7 @@
 use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Float64Type, TimeUnit};
 use arrow::error::ArrowError;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -301,19 +300,14 @@ fn as_f64(col: &ArrayRef, kind: Kind) -> std::result::Result<Float64Array, Arrow
         DataType::Date64 => 1e3,
         _ => {
             debug_assert!(!matches!(kind, Kind::Timestamp | Kind::Date));
-            return Ok(cast(col, &DataType::Float64)?
-                .as_primitive::<Float64Type>()
-                .clone());
+            return sluice::columns::to_f64(col);
         }
     };
-    let ints = cast(col, &DataType::Int64)?;
-    Ok(ints
-        .as_primitive::<Int64Type>()
-        .unary::<_, Float64Type>(|v| v as f64 * factor))
+    Ok(sluice::columns::to_i64(col)?.unary::<_, Float64Type>(|v| v as f64 * factor))
 }
 
 fn as_text(col: &ArrayRef) -> std::result::Result<StringArray, ArrowError> {
-    Ok(cast(col, &DataType::Utf8)?.as_string::<i32>().clone())
+    sluice::columns::to_utf8(col)
 }
 
 fn internal(location: &str, e: ArrowError) -> Error {
