@@ -20,7 +20,11 @@ bench: ## Sluice vs pyarrow, duckdb, polars side by side (ingest, curate, profil
 	bash scripts/bench.sh
 
 .PHONY: test
-test: localstack-install lint hooks-check unit report-check tf-check e2e ## Run every test: lint, hooks check, unit, integration, report in Chromium, Terraform checks, end to end in LocalStack
+test: localstack-install lint-workflows secret-scan lint-rust hooks-check unit-tests ## Run every test: lint, hooks check, unit, integration, simulation, report in Chromium, Terraform checks, end to end in LocalStack
+	@# The checks that need no LocalStack but the CPU (the simulation, the
+	@# demo build's clippy) or little of anything (the report, Terraform) run
+	@# inside make e2e, beside its fault-proxy test, which mostly waits.
+	E2E_BESIDE='$(MAKE) --no-print-directory sim-check lint-demo report-check tf-check' $(MAKE) --no-print-directory e2e
 
 # make test's first step: LocalStack's virtualenv (about two minutes of pip on
 # a fresh clone, mostly downloads) installs in the background while the build
@@ -31,10 +35,15 @@ localstack-install: ## Install LocalStack's virtualenv (.venv/localstack) in the
 	@nohup bash tests/localstack/localstack.sh install >target/localstack-install.log 2>&1 </dev/null &
 
 .PHONY: lint
-lint: lint-workflows secret-scan ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows, secret scan
+lint: lint-workflows secret-scan lint-rust lint-demo ## cargo fmt --check, clippy with warnings denied, actionlint on the workflows, secret scan
+
+.PHONY: lint-rust
+lint-rust: ## cargo fmt --check, and clippy of the workspace with warnings denied
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --features sluice-e2e/localstack -- -D warnings
-	@# make demo's build (no AWS SDK) must keep compiling, warning-free.
+
+.PHONY: lint-demo
+lint-demo: ## clippy of make demo's build of the CLI (no AWS SDK): it must keep compiling, warning-free
 	$(CARGO) clippy -p sluice-cli --no-default-features --all-targets -- -D warnings
 
 .PHONY: lint-workflows
@@ -57,8 +66,14 @@ hooks-check: ## Prove in a throwaway repo that the hooks refuse a planted AWS ke
 # Every cargo command here and in scripts/ selects --workspace, so the tree is
 # compiled once with one feature set (`-p` would compile it again). The sim's
 # run adds `--bin sluice` only to build the same set of units as the first line.
-unit: ## Unit and integration tests (no services needed; the fuzz properties at small case counts), then the simulation (2000 seeds, about 3 minutes on 2 cores) with its figures
+unit: unit-tests sim-check ## Unit and integration tests (no services needed; the fuzz properties at small case counts), then the simulation (2000 seeds, about 3 minutes on 2 cores) with its figures
+
+.PHONY: unit-tests
+unit-tests: ## Unit and integration tests, without the simulation
 	$(CARGO) test --workspace -- --exact --skip simulate
+
+.PHONY: sim-check
+sim-check: ## The simulation at its default 2000 seeds, with its summary line
 	$(CARGO) test --workspace --test sim --bin sluice -- --exact simulate --nocapture
 
 # `make unit` runs 2000 seeds of the simulation (the default of
