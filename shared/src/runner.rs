@@ -1946,6 +1946,12 @@ impl<S: Stage> Runner<S> {
     pub async fn handle_lambda(&self, payload: Value, deadline: Option<Instant>) -> Result<Value> {
         let report = self.handle(&payload, deadline).await?;
         if report.is_sqs_batch {
+            if !report.failed_message_ids.is_empty() {
+                tracing::warn!(
+                    messages = ?report.failed_message_ids,
+                    "giving messages back to the queue (batch item failures); they return after its visibility timeout"
+                );
+            }
             let failures: Vec<Value> = report
                 .failed_message_ids
                 .iter()

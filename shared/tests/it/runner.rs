@@ -291,6 +291,27 @@ async fn duplicate_delivery_is_a_no_op() {
 }
 
 #[tokio::test]
+async fn the_same_event_twice_in_one_batch_is_acknowledged_twice() {
+    let h = harness();
+    let obj = h.land("raw/x.txt", "a\nb").await;
+    let event = s3_notification(std::slice::from_ref(&obj));
+    h.invoke(event.clone()).await;
+    let before = h.outputs().await;
+    let report = h
+        .invoke(sqs_batch(&[("m-1", event.clone()), ("m-2", event)]))
+        .await;
+    assert!(report.failed_message_ids.is_empty(), "{report:?}");
+    assert!(
+        report
+            .outcomes
+            .iter()
+            .all(|(_, o)| matches!(o, ObjectOutcome::AlreadyProcessed)),
+        "{report:?}"
+    );
+    assert_eq!(h.outputs().await, before);
+}
+
+#[tokio::test]
 async fn sqs_batch_reports_only_retryable_failures() {
     let h = harness();
     let good = h.land("raw/good.txt", "a").await;
