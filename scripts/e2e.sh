@@ -73,7 +73,11 @@ t2=$(date +%s)
 # message the ingest function had processed stayed in flight in LocalStack's
 # queue for over 90 s (twice in three runs), failing the duplicate-delivery test.
 (cd tests/e2e && SLUICE_E2E_OUTPUTS="$OLDPWD/target/e2e-outputs.json" SLUICE_BIN="$OLDPWD/target/debug/sluice" \
-  "$E2E" --skip "$FAULTS_TEST" --test-threads=1 --nocapture)
+  "$E2E" --skip "$FAULTS_TEST" --test-threads=1 --nocapture) || {
+  # What the functions and LocalStack's event source mappings said meanwhile.
+  .venv/localstack/bin/python scripts/e2e-diagnose.py target/e2e-outputs.json $((($(date +%s) - t2) / 60 + 1)) || true
+  exit 1
+}
 t3=$(date +%s)
 set -m # its own process group, so that a failure here stops all of it
 (

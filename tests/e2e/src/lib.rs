@@ -337,6 +337,45 @@ impl Ctx {
 
     /// Wait until a queue has no visible or in-flight messages.
     pub async fn wait_queue_drained(&self, url: &str) -> Result<()> {
+        self.wait_queue_drained_within(url, STAGE_TIMEOUT).await
+    }
+
+    /// A queue's visibility timeout: how long a message that was received
+    /// and neither deleted nor given back stays in flight.
+    pub async fn visibility_timeout(&self, url: &str) -> Result<Duration> {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await?;
+        let secs = out
+            .attributes
+            .unwrap_or_default()
+            .get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{url} has no VisibilityTimeout"))?;
+        Ok(Duration::from_secs(secs))
+    }
+
+    /// What the stage functions and LocalStack's event source mappings said
+    /// in the last `minutes` (`scripts/e2e-diagnose.py`), printed to stderr.
+    pub fn diagnose(&self, minutes: u32) {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let outputs = std::env::var("SLUICE_E2E_OUTPUTS").unwrap_or_default();
+        let run = std::process::Command::new(repo.join(".venv/localstack/bin/python"))
+            .arg(repo.join("scripts/e2e-diagnose.py"))
+            .arg(&outputs)
+            .arg(minutes.to_string())
+            .status();
+        if let Err(e) = run {
+            eprintln!("e2e: could not run scripts/e2e-diagnose.py: {e}");
+        }
+    }
+
+    /// Wait until a queue has no visible or in-flight messages, at most `limit`.
+    pub async fn wait_queue_drained_within(&self, url: &str, limit: Duration) -> Result<()> {
         let started = Instant::now();
         loop {
             let out = self
@@ -352,12 +391,28 @@ impl Ctx {
                 .send()
                 .await?;
             let attrs = out.attributes.unwrap_or_default();
-            let n: u64 = attrs.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum();
-            if n == 0 {
+            let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+                attrs
+                    .get(&name)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let visible =
+                count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages);
+            let in_flight = count(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            );
+            if visible + in_flight == 0 {
                 return Ok(());
             }
-            if started.elapsed() > STAGE_TIMEOUT {
-                bail!("{url} still holds {n} message(s) after {STAGE_TIMEOUT:?}");
+            if started.elapsed() > limit {
+                // In flight: received and neither deleted nor given back (a
+                // batch item failure, or an invocation the event source
+                // mapping saw fail); visible: not received at all.
+                bail!(
+                    "{url} still holds {} message(s) after {limit:?}: {visible} visible, {in_flight} in flight",
+                    visible + in_flight
+                );
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

@@ -88,7 +88,23 @@ async fn deliver_again(ctx: &Ctx, o: &ObjectRef, times: usize) -> Result<serde_j
     }
     let ingest = ctx.dep.stage("ingest");
     let summary = invoke(ctx, &ingest.function_name, "live", o).await?;
-    ctx.wait_queue_drained(&ingest.queue_url).await?;
+    if let Err(e) = ctx.wait_queue_drained(&ingest.queue_url).await {
+        // Seen about once in four fresh CI runs, never on a warm rerun: one
+        // of the redelivered messages stays in flight although the function
+        // had read the object and its manifest. The runner acknowledges
+        // both copies of one batch (the unit test
+        // `the_same_event_twice_in_one_batch_is_acknowledged_twice`); what
+        // the function and LocalStack's event source mapping said goes to
+        // the log. A message held so comes back after the visibility
+        // timeout and must then be acknowledged, and everything below must
+        // still hold.
+        let held = ctx.visibility_timeout(&ingest.queue_url).await?;
+        eprintln!("e2e: {e:#}; what the functions said:");
+        ctx.diagnose(3);
+        eprintln!("e2e: waiting up to the visibility timeout ({held:?}) more for it");
+        ctx.wait_queue_drained_within(&ingest.queue_url, held + Duration::from_secs(30))
+            .await?;
+    }
     Ok(summary)
 }
 
