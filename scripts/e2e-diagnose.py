@@ -36,7 +36,7 @@ def main() -> None:
         endpoint_url=outputs.get("endpoint") or "http://127.0.0.1:4566",
         region_name=outputs.get("region") or "us-east-1",
         aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_secret_access_key="test",  # LocalStack's dummy credentials # pragma: allowlist secret
     )
     names = outputs.get("function_names") or {}
     for stage, name in names.items():
