@@ -356,6 +356,55 @@ impl Column {
         Ok(())
     }
 
+    /// Check a value already of the field's type (from a typed Parquet
+    /// column) and append it; on `Err` (worded as
+    /// [`Field::parse_checked_ref`] words it) nothing is appended. The
+    /// compiled checks decide a value they pass; the field decides (and
+    /// words) the rest.
+    #[inline]
+    pub fn push_checked(&mut self, f: &Field, v: ValueRef<'_>) -> Result<(), String> {
+        // The common case first: a value of the column's type that the
+        // compiled checks pass.
+        let check = &self.check;
+        let pushed = match (&mut self.values, v) {
+            (Values::Int(c), ValueRef::Int(x)) | (Values::Ts(c), ValueRef::Timestamp(x))
+                if check.int_passes(x) =>
+            {
+                c.push(x);
+                true
+            }
+            (Values::Float(c), ValueRef::Float(x)) if check.float_passes(x) => {
+                c.push(x);
+                true
+            }
+            (Values::Dec(c, _, _), ValueRef::Decimal(x)) if check.dec_passes(x) => {
+                c.push(x);
+                true
+            }
+            _ => false,
+        };
+        if pushed {
+            if self.nullable {
+                self.valid.push(true);
+            }
+            return Ok(());
+        }
+        let passes = match v {
+            ValueRef::Null if !self.nullable => return Err(format!("{}: missing value", f.name)),
+            ValueRef::Null => true,
+            ValueRef::Int(x) | ValueRef::Timestamp(x) => self.check.int_passes(x),
+            ValueRef::Float(x) => self.check.float_passes(x),
+            ValueRef::Decimal(x) => self.check.dec_passes(x),
+            ValueRef::Str(s) => self.check.str_passes(s.as_bytes()),
+            ValueRef::Bool(_) | ValueRef::Date(_) => self.check == Check::None,
+        };
+        if !passes {
+            f.check_ref(v)?;
+        }
+        self.push(v);
+        Ok(())
+    }
+
     /// Parse, check and append through the general path.
     fn push_general(&mut self, f: &Field, raw: &[u8]) -> Result<(), String> {
         let v = f.parse_checked_ref(raw)?;
