@@ -240,18 +240,19 @@ struct Sink<'a> {
     /// The schema of pending rows: the output schema less `_source`, which
     /// is the same on every row and added when a row group is encoded.
     pending_schema: SchemaRef,
-    /// Where row groups are encoded: here, or on a thread of their own.
-    encoding: Encoders,
+    /// Where batches are partitioned, wait and are encoded: here, or on a
+    /// thread of their own.
+    batching: Batching,
     columns: Vec<Column>,
     record_ids: Column,
     lines: Column,
     row_partition: Vec<u32>,
     partition_keys: Vec<String>,
+    /// How many of `partition_keys` the batcher has been sent.
+    keys_sent: usize,
     partition_index: BTreeMap<i64, u32>,
     /// The day and partition of the last row (rows come in runs of a day).
     last_partition: Option<(i64, u32)>,
-    pending: BTreeMap<u32, Pending>,
-    pending_bytes: usize,
     quarantine: Vec<u8>,
     /// The bytes a record id is hashed from (reused row to row).
     key_buf: Vec<u8>,
@@ -318,11 +319,21 @@ impl<'a> Sink<'a> {
             bytes_out: 0,
             rows_out: 0,
         };
+        let batcher = Batcher {
+            source_uri: p.source_uri.clone(),
+            pending_schema: pending_schema.clone(),
+            pending_budget: p.pending_budget,
+            partition_keys: Vec::new(),
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            spilled_rows: 0,
+            encoder,
+        };
         Ok(Sink {
             p,
             tx,
             pending_schema,
-            encoding: Encoders::start(encoder, p.threads > 1)?,
+            batching: Batching::start(batcher, p.threads > 1)?,
             columns: c
                 .fields
                 .iter()
@@ -332,10 +343,9 @@ impl<'a> Sink<'a> {
             lines: Column::int(BATCH_ROWS),
             row_partition: Vec::with_capacity(BATCH_ROWS),
             partition_keys: Vec::new(),
+            keys_sent: 0,
             partition_index: BTreeMap::new(),
             last_partition: None,
-            pending: BTreeMap::new(),
-            pending_bytes: 0,
             quarantine: Vec::new(),
             key_buf: Vec::new(),
             stats: Stats::default(),
@@ -446,15 +456,11 @@ impl<'a> Sink<'a> {
     }
 
     fn parquet_error(&self, e: impl std::fmt::Display) -> Error {
-        Error::other(
-            ErrorKind::Internal,
-            format!("{}: writing Parquet: {e}", self.p.source_uri),
-            None,
-        )
+        parquet_error(&self.p.source_uri, e)
     }
 
-    /// Turn the buffered rows into an Arrow batch and queue each
-    /// partition's rows; encode whatever is due.
+    /// Turn the buffered rows into an Arrow batch and hand it, with each
+    /// row's partition, to the batcher.
     fn flush_batch(&mut self) -> Result<(), Error> {
         let n = self.row_partition.len();
         if n == 0 {
@@ -465,7 +471,80 @@ impl<'a> Sink<'a> {
         arrays.push(self.lines.take_array());
         let batch = RecordBatch::try_new(self.pending_schema.clone(), arrays)
             .map_err(|e| self.parquet_error(e))?;
-        let parts = std::mem::take(&mut self.row_partition);
+        let parts = std::mem::replace(&mut self.row_partition, Vec::with_capacity(BATCH_ROWS));
+        let new_keys = self.partition_keys[self.keys_sent..].to_vec();
+        self.keys_sent = self.partition_keys.len();
+        self.batching.batch(Batch {
+            batch,
+            parts,
+            new_keys,
+        })
+    }
+
+    fn finish(mut self) -> Result<Stats, Error> {
+        self.flush_batch()?;
+        let encoded = self.batching.finish()?;
+        self.stats.bytes_out = encoded.bytes;
+        self.stats.spilled_rows = encoded.spilled_rows;
+        // The counts are kept as rows are validated; this is what reached the
+        // Parquet writers. A difference is a bug on the way (the spill, the
+        // queues): fail the file rather than commit it short.
+        if encoded.rows != self.stats.rows_out {
+            return Err(internal(
+                &self.p.source_uri,
+                &format!(
+                    "{} rows were validated but {} were encoded",
+                    self.stats.rows_out, encoded.rows
+                ),
+            ));
+        }
+        if !self.quarantine.is_empty() {
+            let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
+            self.send(Msg::Quarantine(bytes))?;
+        }
+        Ok(self.stats)
+    }
+}
+
+/// A batch of validated rows and the partition of each row, with the
+/// partition keys first named since the last batch.
+struct Batch {
+    batch: RecordBatch,
+    parts: Vec<u32>,
+    new_keys: Vec<String>,
+}
+
+/// Splits batches by partition, keeps each partition's rows waiting (in
+/// memory within the pending budget, else spilled) and hands a partition's
+/// rows to the encoder as a row group when it has a row group's worth, or
+/// when the budget says so.
+struct Batcher {
+    source_uri: String,
+    pending_schema: SchemaRef,
+    pending_budget: usize,
+    partition_keys: Vec<String>,
+    pending: BTreeMap<u32, Pending>,
+    pending_bytes: usize,
+    spilled_rows: u64,
+    encoder: Encoder,
+}
+
+impl Batcher {
+    fn parquet_error(&self, e: impl std::fmt::Display) -> Error {
+        parquet_error(&self.source_uri, e)
+    }
+
+    /// Queue each partition's rows of a batch; encode whatever is due.
+    fn batch(&mut self, b: Batch) -> Result<(), Error> {
+        let Batch {
+            batch,
+            parts,
+            new_keys,
+        } = b;
+        self.partition_keys.extend(new_keys);
+        if parts.is_empty() {
+            return Ok(());
+        }
         let first = parts[0];
         if parts.iter().all(|p| *p == first) {
             self.queue(first, batch)?;
@@ -487,13 +566,12 @@ impl<'a> Sink<'a> {
                 self.queue(p, sub)?;
             }
         }
-        self.row_partition = Vec::with_capacity(BATCH_ROWS);
         // Over budget: the partition holding the most bytes is encoded if it
         // has a batch's worth of rows (a smaller row group, not more
         // memory); else its rows are spilled, so that many partitions do not
         // make many tiny row groups (each costs metadata held until the file
         // is closed, and compresses worse).
-        while self.pending_bytes > self.p.pending_budget {
+        while self.pending_bytes > self.pending_budget {
             let Some((&part, p)) = self
                 .pending
                 .iter()
@@ -513,7 +591,7 @@ impl<'a> Sink<'a> {
 
     /// Move a partition's rows in memory to its spill file, as one batch.
     fn spill(&mut self, part: u32) -> Result<(), Error> {
-        let uri = &self.p.source_uri;
+        let uri = &self.source_uri;
         let Some(p) = self.pending.get_mut(&part) else {
             return Ok(());
         };
@@ -532,7 +610,7 @@ impl<'a> Sink<'a> {
         if let Some(w) = p.spill.as_mut() {
             w.write(&one).map_err(|e| spill_error(uri, e))?;
         }
-        self.stats.spilled_rows += one.num_rows() as u64;
+        self.spilled_rows += one.num_rows() as u64;
         Ok(())
     }
 
@@ -559,12 +637,14 @@ impl<'a> Sink<'a> {
         if pending.rows == 0 {
             return Ok(());
         }
-        let key = self.partition_keys[part as usize].clone();
+        let Some(key) = self.partition_keys.get(part as usize).cloned() else {
+            return Err(internal(&self.source_uri, "a partition without a key"));
+        };
         let spilled = match pending.spill {
-            Some(w) => Some(Spilled::finish(w, &self.p.source_uri)?),
+            Some(w) => Some(Spilled::finish(w, &self.source_uri)?),
             None => None,
         };
-        self.encoding.row_group(RowGroup {
+        self.encoder.row_group(RowGroup {
             part,
             key,
             spilled,
@@ -572,40 +652,24 @@ impl<'a> Sink<'a> {
         })
     }
 
-    fn finish(mut self) -> Result<Stats, Error> {
-        self.flush_batch()?;
+    /// Encode every partition's waiting rows and close the files.
+    fn finish(mut self) -> Result<Encoded, Error> {
         let pending: Vec<u32> = self.pending.keys().copied().collect();
         for part in pending {
             self.encode(part)?;
         }
-        let encoded = self.encoding.finish()?;
-        self.stats.bytes_out = encoded.bytes;
-        // The counts are kept as rows are validated; this is what reached the
-        // Parquet writers. A difference is a bug on the way (the spill, the
-        // queues): fail the file rather than commit it short.
-        if encoded.rows != self.stats.rows_out {
-            return Err(internal(
-                &self.p.source_uri,
-                &format!(
-                    "{} rows were validated but {} were encoded",
-                    self.stats.rows_out, encoded.rows
-                ),
-            ));
-        }
-        if !self.quarantine.is_empty() {
-            let bytes = Bytes::from(std::mem::take(&mut self.quarantine));
-            self.send(Msg::Quarantine(bytes))?;
-        }
-        Ok(self.stats)
+        let mut encoded = self.encoder.finish()?;
+        encoded.spilled_rows = self.spilled_rows;
+        Ok(encoded)
     }
 }
 
-/// Work for the encoder thread. Files are closed only on `Finish`: when
+/// Work for the batching thread. Files are closed only on `Finish`: when
 /// the parse side stops without it (an error, a panic), the thread drops
 /// its writers and sends nothing more, so no output is ever completed from
 /// part of an input.
 enum Job {
-    RowGroup(RowGroup),
+    Batch(Batch),
     Finish,
 }
 
@@ -639,6 +703,8 @@ struct Encoder {
 struct Encoded {
     bytes: u64,
     rows: u64,
+    /// Rows spilled to the ephemeral disk on the way (set by the batcher).
+    spilled_rows: u64,
 }
 
 fn parquet_error(uri: &str, e: impl std::fmt::Display) -> Error {
@@ -756,16 +822,18 @@ impl Encoder {
         Ok(Encoded {
             bytes: self.bytes_out,
             rows: self.rows_out,
+            spilled_rows: 0,
         })
     }
 }
 
-/// Row groups encoded where the rows are parsed (one core), or on a thread
-/// of their own, so that parsing and validation go on while zstd and the
-/// Parquet encoders work (more than one core). The same row groups are
-/// encoded in the same order either way, so the bytes are the same.
-enum Encoders {
-    Inline(Box<Encoder>),
+/// Batches partitioned and encoded where the rows are parsed (one core),
+/// or on a thread of their own, so that parsing and validation go on while
+/// the partition split, zstd and the Parquet encoders work (more than one
+/// core). The batcher gets the same batches in the same order either way,
+/// so it makes the same row groups and the bytes are the same.
+enum Batching {
+    Inline(Box<Batcher>),
     Thread {
         jobs: std::sync::mpsc::SyncSender<Job>,
         done: std::thread::JoinHandle<Result<Encoded, Error>>,
@@ -774,24 +842,24 @@ enum Encoders {
     Finished,
 }
 
-impl Encoders {
-    fn start(encoder: Encoder, threaded: bool) -> Result<Self, Error> {
+impl Batching {
+    fn start(batcher: Batcher, threaded: bool) -> Result<Self, Error> {
         if !threaded {
-            return Ok(Encoders::Inline(Box::new(encoder)));
+            return Ok(Batching::Inline(Box::new(batcher)));
         }
-        // One row group queued while one is encoded: at most two beyond
-        // the pending budget.
+        // One batch queued while one is split and encoded: at most two
+        // batches beyond the pending budget.
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
-        let uri = encoder.source_uri.clone();
+        let uri = batcher.source_uri.clone();
         let thread_uri = uri.clone();
         let spawned = std::thread::Builder::new()
             .name("ingest-encode".into())
             .spawn(move || {
-                let mut encoder = encoder;
+                let mut batcher = batcher;
                 for job in queue {
                     match job {
-                        Job::RowGroup(group) => encoder.row_group(group)?,
-                        Job::Finish => return encoder.finish(),
+                        Job::Batch(b) => batcher.batch(b)?,
+                        Job::Finish => return batcher.finish(),
                     }
                 }
                 Err(internal(
@@ -800,7 +868,7 @@ impl Encoders {
                 ))
             });
         match spawned {
-            Ok(done) => Ok(Encoders::Thread { jobs, done, uri }),
+            Ok(done) => Ok(Batching::Thread { jobs, done, uri }),
             Err(e) => Err(Error::other(
                 ErrorKind::Transient,
                 format!("{uri}: starting the Parquet encoder thread: {e}"),
@@ -809,23 +877,23 @@ impl Encoders {
         }
     }
 
-    fn row_group(&mut self, group: RowGroup) -> Result<(), Error> {
+    fn batch(&mut self, b: Batch) -> Result<(), Error> {
         match self {
-            Encoders::Inline(e) => e.row_group(group),
-            Encoders::Thread { jobs, .. } => {
-                if jobs.send(Job::RowGroup(group)).is_err() {
+            Batching::Inline(batcher) => batcher.batch(b),
+            Batching::Thread { jobs, .. } => {
+                if jobs.send(Job::Batch(b)).is_err() {
                     return Err(self.stopped());
                 }
                 Ok(())
             }
-            Encoders::Finished => Err(internal("", "the Parquet encoder is not running")),
+            Batching::Finished => Err(internal("", "the Parquet encoder is not running")),
         }
     }
 
-    /// The encoder thread's error, once it has stopped early.
+    /// The batching thread's error, once it has stopped early.
     fn stopped(&mut self) -> Error {
-        match std::mem::replace(self, Encoders::Finished) {
-            Encoders::Thread { done, uri, .. } => match join(done, &uri) {
+        match std::mem::replace(self, Batching::Finished) {
+            Batching::Thread { done, uri, .. } => match join(done, &uri) {
                 Err(e) => e,
                 Ok(_) => internal(&uri, "the Parquet encoder stopped early"),
             },
@@ -834,15 +902,15 @@ impl Encoders {
     }
 
     fn finish(&mut self) -> Result<Encoded, Error> {
-        match std::mem::replace(self, Encoders::Finished) {
-            Encoders::Inline(e) => e.finish(),
-            Encoders::Thread { jobs, done, uri } => {
+        match std::mem::replace(self, Batching::Finished) {
+            Batching::Inline(batcher) => batcher.finish(),
+            Batching::Thread { jobs, done, uri } => {
                 // A failed send means the thread has stopped: join says why.
                 let _ = jobs.send(Job::Finish);
                 drop(jobs);
                 join(done, &uri)
             }
-            Encoders::Finished => Err(internal("", "the Parquet encoder is not running")),
+            Batching::Finished => Err(internal("", "the Parquet encoder is not running")),
         }
     }
 }
