@@ -50,6 +50,9 @@ pub struct CsvRecords<R> {
     out: Vec<u8>,
     /// End of each held field in `out`.
     ends: Vec<usize>,
+    /// Bytes between one field's end and the next one's start in `out`:
+    /// 0 as csv-core writes fields, 1 for a plain line held whole.
+    sep: usize,
     out_len: usize,
     ends_len: usize,
     /// Fields of the current record, held or not.
@@ -80,6 +83,7 @@ impl<R: BufRead> CsvRecords<R> {
             limit,
             out: vec![0; 4096.min(limit + 1)],
             ends: vec![0; 64],
+            sep: 0,
             out_len: 0,
             ends_len: 0,
             fields: 0,
@@ -99,6 +103,7 @@ impl<R: BufRead> CsvRecords<R> {
     pub fn read(&mut self) -> io::Result<bool> {
         self.out_len = 0;
         self.ends_len = 0;
+        self.sep = 0;
         self.fields = 0;
         self.bytes = 0;
         self.over = false;
@@ -106,6 +111,9 @@ impl<R: BufRead> CsvRecords<R> {
         self.unclosed = None;
         self.skip_blank_lines()?;
         self.line = self.core.line();
+        if self.started && self.read_plain_line()? {
+            return Ok(true);
+        }
         // Output bytes of this record so far, and newlines in the output of
         // its last, unfinished field (while cut; else computed from `out`).
         let mut out_pos = 0usize;
@@ -217,6 +225,61 @@ impl<R: BufRead> CsvRecords<R> {
         }
     }
 
+    /// The common record, without csv-core's byte-at-a-time DFA: a whole
+    /// line in the buffer, with no quote and no CR but one before its LF,
+    /// within the limit. Its fields are the bytes between commas, which is
+    /// what csv-core makes of such a line; anything else (`false`) is left
+    /// to csv-core. Called at the start of a record, where csv-core's state
+    /// is the start of a record too, so the line can be consumed past it.
+    fn read_plain_line(&mut self) -> io::Result<bool> {
+        let buf = self.input.fill_buf()?;
+        let Some(nl) = memchr::memchr(b'\n', buf) else {
+            return Ok(false);
+        };
+        let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+        if line.is_empty()
+            || line.len() > self.limit
+            || memchr::memchr2(b'"', b'\r', line).is_some()
+        {
+            return Ok(false);
+        }
+        // The line is held whole, commas and all; a field ends at its
+        // comma (see `sep`).
+        if self.out.len() < line.len() {
+            self.out.resize(line.len(), 0);
+        }
+        self.out[..line.len()].copy_from_slice(line);
+        let mut fields = 0;
+        for (i, &b) in line.iter().enumerate() {
+            if b == b',' {
+                if fields + 1 >= MAX_HELD_FIELDS {
+                    return Ok(false);
+                }
+                if fields == self.ends.len() {
+                    self.ends.resize(fields * 2 + 1, 0);
+                }
+                self.ends[fields] = i;
+                fields += 1;
+            }
+        }
+        if fields == self.ends.len() {
+            self.ends.resize(fields + 1, 0);
+        }
+        self.ends[fields] = line.len();
+        let fields = fields + 1;
+        let out = line.len();
+        self.sep = 1;
+        self.out_len = out;
+        self.ends_len = fields;
+        self.fields = fields;
+        let taken = nl + 1;
+        self.bytes = taken as u64;
+        self.consumed += taken as u64;
+        self.input.consume(taken);
+        self.core.set_line(self.core.line() + 1);
+        Ok(true)
+    }
+
     /// Skip the terminators between records (CRLF's LF, blank lines)
     /// before a record starts, so that its line is the line it starts on.
     /// csv-core would skip them itself, but inside the record's read.
@@ -290,7 +353,11 @@ impl<R: BufRead> CsvRecords<R> {
         if i >= self.ends_len {
             return None;
         }
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] + self.sep
+        };
         self.out.get(start..self.ends[i])
     }
 
@@ -484,6 +551,63 @@ mod tests {
             assert_eq!(lines, vec![1, 2, 5, 6], "chunk {chunk}");
             assert!(got.iter().all(|r| !r.2 && !r.3 && r.4.is_none()));
         }
+    }
+
+    /// Plain lines take a path of their own (not csv-core's DFA), which a
+    /// one-byte buffer never takes (it never holds a whole line): on random
+    /// documents of quotes, commas, CRs, LFs and text, every record comes
+    /// out the same through both, and as the csv crate reads it, at limits
+    /// that cut some records.
+    #[test]
+    fn plain_lines_read_as_csv_core_reads_them() {
+        let alphabet: &[u8] = b"ab ,,,\"\r\n\n\n\xc3\xa9";
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut plain = 0;
+        for doc in 0..3000 {
+            let len = (doc % 60) + 1;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let data = [b"h1,h2\n".as_slice(), &data].concat();
+            for limit in [4, 1000] {
+                let slow = csv(&data, limit, 1);
+                for chunk in [7, 64, 8192] {
+                    assert_eq!(
+                        csv(&data, limit, chunk),
+                        slow,
+                        "{data:?} limit {limit} chunk {chunk}"
+                    );
+                }
+                if limit == 1000 {
+                    let want: Vec<Vec<String>> = csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .flexible(true)
+                        .from_reader(data.as_slice())
+                        .byte_records()
+                        .map(|r| {
+                            r.unwrap()
+                                .iter()
+                                .map(|f| String::from_utf8_lossy(f).into_owned())
+                                .collect()
+                        })
+                        .collect();
+                    let got: Vec<Vec<String>> = slow.iter().map(|r| r.1.clone()).collect();
+                    if slow.iter().all(|r| r.4.is_none()) {
+                        assert_eq!(got, want, "{data:?}");
+                    }
+                }
+            }
+            plain += data
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.contains(&b'"'))
+                .count();
+        }
+        assert!(plain > 3000, "few plain lines: {plain}");
     }
 
     #[test]
