@@ -530,7 +530,7 @@ fn renew<T>(c: &mut Vec<T>, cap: usize) -> Vec<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::Array;
     use proptest::prelude::*;
@@ -539,7 +539,7 @@ mod tests {
     /// Fields of every type and kind of check, some of whose checks compile
     /// to the column's type and some of which do not (a pattern, an int
     /// bound on a float, a timestamp in a zone and another format).
-    const FIELDS: &str = r#"
+    pub(crate) const FIELDS: &str = r#"
 [dataset]
 name = "mix"
 version = "1.0.0"

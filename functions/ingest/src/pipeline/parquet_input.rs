@@ -581,74 +581,6 @@ impl Pipeline {
 mod tests {
     use super::*;
 
-    /// Fields of each type, with checks that compile to the column's type
-    /// and checks that do not.
-    const FIELDS: &str = r#"
-[dataset]
-name = "lanes"
-version = "1.0.0"
-
-[[fields]]
-name = "vendor"
-type = "int"
-allowed = [1, 2, 6, 7]
-
-[[fields]]
-name = "count"
-type = "int"
-nullable = false
-min = -3
-max = 9
-
-[[fields]]
-name = "distance"
-type = "float"
-min = 0.0
-max = 500.0
-
-[[fields]]
-name = "ratio"
-type = "float"
-min = 0
-max = 1
-
-[[fields]]
-name = "fare"
-type = "decimal"
-precision = 6
-scale = 2
-min = "-10.00"
-max = "999.99"
-
-[[fields]]
-name = "picked"
-type = "timestamp"
-format = "%Y-%m-%d %H:%M:%S"
-zone = "+00:00"
-min = "2000-01-01 00:00:00"
-max = "2035-12-31 23:59:59"
-
-[[fields]]
-name = "dropped"
-type = "timestamp"
-format = "%Y-%m-%dT%H:%M:%S"
-zone = "-05:00"
-
-[[fields]]
-name = "flag"
-type = "string"
-allowed = ["Y", "N"]
-
-[[fields]]
-name = "day"
-type = "date"
-format = "%Y-%m-%d"
-
-[[fields]]
-name = "ok"
-type = "bool"
-"#;
-
     /// Every Arrow type a field's column may have, with edge values: each
     /// row a lane appends (or refuses, with the reason) as the general path
     /// does, value by value.
@@ -656,7 +588,8 @@ type = "bool"
     fn a_lane_agrees_with_the_general_path_on_every_type() {
         use arrow::array::*;
         use std::sync::Arc;
-        let contract = sluice::contract::Contract::parse("lanes.toml", FIELDS).expect("parses");
+        let contract = sluice::contract::Contract::parse("mix.toml", crate::columns::tests::FIELDS)
+            .expect("parses");
         let ints: Vec<Option<i64>> =
             vec![Some(1), Some(2), None, Some(-4), Some(9), Some(10), Some(0)];
         let ints_of = |ty: &DataType| -> ArrayRef {
