@@ -497,6 +497,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn local_store_counts_commits_in_one_file_rewritten_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let seq_file = dir.path().join(".sluice/sequencer");
+        let mut seen = Vec::new();
+        let mut inode = None;
+        for i in 0..5u64 {
+            // A new handle each time: the count lives on disk, not in the handle.
+            let store = LocalStore::new(dir.path()).unwrap();
+            let put = store
+                .put(
+                    "bucket",
+                    &format!("k{}", i % 2),
+                    Bytes::from(vec![i as u8; 3]),
+                    opts(PutMode::Overwrite),
+                )
+                .await
+                .unwrap();
+            let on_disk = std::fs::read_to_string(&seq_file).unwrap();
+            assert_eq!(put.sequencer.as_deref(), Some(on_disk.as_str()));
+            let ino = std::fs::metadata(&seq_file).unwrap().ino();
+            assert_eq!(*inode.get_or_insert(ino), ino, "rewritten in place");
+            seen.push(on_disk);
+        }
+        let want: Vec<String> = (1..=5u64).map(|n| format!("{n:016X}")).collect();
+        assert_eq!(seen, want);
+        // A failed conditional write is not a commit.
+        let store = LocalStore::new(dir.path()).unwrap();
+        let err = store
+            .put(
+                "bucket",
+                "k0",
+                Bytes::from_static(b"x"),
+                opts(PutMode::Create),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&seq_file).unwrap(), want[4]);
+    }
+
+    #[tokio::test]
     async fn memory_store_injected_failures_are_transient() {
         let store = MemoryStore::new();
         store.inject_transient_failures("head", 1);
