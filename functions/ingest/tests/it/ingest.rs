@@ -838,48 +838,54 @@ async fn a_jsonl_object_naming_a_key_twice_is_quarantined() {
 }
 
 /// Parquet encoding on a thread of its own (two or more cores) writes the
-/// bytes one thread writes, row group for row group, partition for partition.
+/// bytes one thread writes, row group for row group, partition for
+/// partition; so do the two encoders that share the last row groups of
+/// the partitions (two days: one each; seven: unevenly).
 #[tokio::test]
 async fn encoding_on_a_second_thread_writes_the_same_bytes() {
-    let mut csv = Vec::new();
-    let opts = sluice::sample::TripsOptions {
-        rows: 300_000,
-        seed: 11,
-        bad_ratio: 0.01,
-        days: 2,
-        ..Default::default()
-    };
-    sluice::sample::write_trips(&mut csv, &opts, &mut |_| {}).unwrap();
-    let csv = Bytes::from(csv);
-    let mut outputs = Vec::new();
-    let mut groups = Vec::new();
-    for threads in [1, 2] {
-        let h = harness_threads(Registry::embedded().unwrap(), &[], Some(threads));
-        let report = h.run("raw/trips/many.csv", csv.clone()).await;
-        let c = counts(&report);
-        assert_eq!(c.rows_in, 300_000, "{threads} threads");
-        assert!(c.rows_quarantined > 0 && c.rows_out + c.rows_quarantined == c.rows_in);
-        let mut files = Vec::new();
-        for key in h.keys("validated").await {
-            let body = h.store.get_bytes("validated", &key).await.unwrap();
-            if key.ends_with(".parquet") {
-                let meta = ParquetRecordBatchReaderBuilder::try_new(body.clone()).unwrap();
-                groups.push(meta.metadata().num_row_groups());
+    for days in [2, 7] {
+        let mut csv = Vec::new();
+        let opts = sluice::sample::TripsOptions {
+            rows: 300_000,
+            seed: 11,
+            bad_ratio: 0.01,
+            days,
+            ..Default::default()
+        };
+        sluice::sample::write_trips(&mut csv, &opts, &mut |_| {}).unwrap();
+        let csv = Bytes::from(csv);
+        let mut outputs = Vec::new();
+        let mut groups = Vec::new();
+        for threads in [1, 2] {
+            let h = harness_threads(Registry::embedded().unwrap(), &[], Some(threads));
+            let report = h.run("raw/trips/many.csv", csv.clone()).await;
+            let c = counts(&report);
+            assert_eq!(c.rows_in, 300_000, "{threads} threads");
+            assert!(c.rows_quarantined > 0 && c.rows_out + c.rows_quarantined == c.rows_in);
+            let mut files = Vec::new();
+            for key in h.keys("validated").await {
+                let body = h.store.get_bytes("validated", &key).await.unwrap();
+                if key.ends_with(".parquet") {
+                    let meta = ParquetRecordBatchReaderBuilder::try_new(body.clone()).unwrap();
+                    groups.push(meta.metadata().num_row_groups());
+                }
+                files.push((key, body.len(), content_hash(&body)));
             }
-            files.push((key, body.len(), content_hash(&body)));
+            outputs.push(files);
         }
-        outputs.push(files);
+        let parquet = outputs[0]
+            .iter()
+            .filter(|f| f.0.ends_with(".parquet"))
+            .count();
+        assert_eq!(parquet, days as usize, "one file per day: {:?}", outputs[0]);
+        if days == 2 {
+            assert!(
+                groups.iter().all(|&g| g >= 2),
+                "several row groups per file: {groups:?}"
+            );
+        }
+        assert_eq!(outputs[0], outputs[1], "{days} days");
     }
-    let parquet = outputs[0]
-        .iter()
-        .filter(|f| f.0.ends_with(".parquet"))
-        .count();
-    assert_eq!(parquet, 2, "one file per day: {:?}", outputs[0]);
-    assert!(
-        groups.iter().all(|&g| g >= 2),
-        "several row groups per file: {groups:?}"
-    );
-    assert_eq!(outputs[0], outputs[1]);
 }
 
 /// A file over 40 daily partitions through a store that sends parts (as S3
