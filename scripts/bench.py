@@ -615,7 +615,7 @@ def report(cells, files, versions, sluice_version, sluice_lines, cold, zips, sta
         "(int64, float64, utf8, decimal128(10,2), µs timestamps: naive for the peers, UTC for Sluice). The peers do not "
         "validate rows, compute record ids, add lineage columns or partition by day; Sluice does all of that.",
         "1T: taskset -c 0, pyarrow set_cpu_count(1)/set_io_thread_count(1)/use_threads=False, duckdb SET threads=1, "
-        "POLARS_MAX_THREADS=1. 2T: taskset -c 0,1 and 2 threads; Sluice uses the cores it may run on (with two, the partition split and Parquet encoding run on a thread of their own).",
+        "POLARS_MAX_THREADS=1. 2T: taskset -c 0,1 and 2 threads; Sluice uses the cores it may run on (with two, Parquet encoding runs on a thread of its own, the partition split on whichever thread is less busy, and the last row groups on both).",
         "* pyarrow JSONL: pyarrow.json.read_json has no streaming reader; the whole table is in memory.",
         "polars reads the .gz with scan_csv itself; duckdb's read_csv decompresses it natively; pyarrow reads it "
         "through pyarrow.input_stream(path, compression='gzip').",
