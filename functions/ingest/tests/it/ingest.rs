@@ -888,6 +888,48 @@ async fn encoding_on_a_second_thread_writes_the_same_bytes() {
     }
 }
 
+/// An upload that fails while the two threads share the last row groups
+/// (the first output's completion fails once, transiently): the file is
+/// retried, nothing hangs, and the outputs are those of a clean run on one
+/// thread, none twice.
+#[tokio::test]
+async fn a_failed_upload_at_the_end_with_two_threads_is_retried_to_the_same_outputs() {
+    let mut csv = Vec::new();
+    let opts = sluice::sample::TripsOptions {
+        rows: 200_000,
+        seed: 3,
+        bad_ratio: 0.0,
+        days: 7,
+        ..Default::default()
+    };
+    sluice::sample::write_trips(&mut csv, &opts, &mut |_| {}).unwrap();
+    let csv = Bytes::from(csv);
+    let mut outputs = Vec::new();
+    for (threads, failures) in [(1, 0), (2, 1)] {
+        let h = harness_threads(Registry::embedded().unwrap(), &[], Some(threads));
+        h.store.inject_transient_failures("complete", failures);
+        let report = h.run("raw/trips/week.csv", csv.clone()).await;
+        assert_eq!(counts(&report).rows_out, 200_000, "{threads} threads");
+        let mut files = Vec::new();
+        for key in h.keys("validated").await {
+            if key.ends_with(".parquet") {
+                let body = h.store.get_bytes("validated", &key).await.unwrap();
+                files.push((key, body.len(), content_hash(&body)));
+            }
+        }
+        assert_eq!(files.len(), 7, "{threads} threads: {files:?}");
+        if failures > 0 {
+            assert!(
+                h.store.calls("complete") > 7,
+                "the injected failure was not reached: {} completions",
+                h.store.calls("complete")
+            );
+        }
+        outputs.push(files);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
 /// A file over 40 daily partitions through a store that sends parts (as S3
 /// does), with a memory budget far below a part per partition: row groups
 /// are cut small, outputs are spilled to the ephemeral disk and sent in
