@@ -908,6 +908,32 @@ impl Encoder {
         })
     }
 
+    /// An encoder for other partitions of the same output (none yet).
+    fn sibling(&self) -> Encoder {
+        Encoder {
+            source_uri: self.source_uri.clone(),
+            schema: self.schema.clone(),
+            props: self.props.clone(),
+            writers: BTreeMap::new(),
+            sources: self.sources.clone(),
+            tx: self.tx.clone(),
+            held: None,
+            bytes_out: 0,
+            rows_out: 0,
+        }
+    }
+
+    /// Run `f` with the messages it sends held, and return them.
+    fn holding(
+        &mut self,
+        f: impl FnOnce(&mut Encoder) -> Result<(), Error>,
+    ) -> Result<Vec<(u32, Msg)>, Error> {
+        self.held = Some(Vec::new());
+        let r = f(self);
+        let msgs = self.held.take().unwrap_or_default();
+        r.map(|()| msgs)
+    }
+
     /// Encode the last row groups (in order of partition) on this thread
     /// and on the parsing thread (through `help`), alternately, and close
     /// the files. Each file gets the same row groups as on one thread, so
@@ -925,17 +951,7 @@ impl Encoder {
         help: SyncSender<Help>,
     ) -> Result<Encoded, Error> {
         let uri = self.source_uri.clone();
-        let mut other = Encoder {
-            source_uri: uri.clone(),
-            schema: self.schema.clone(),
-            props: self.props.clone(),
-            writers: BTreeMap::new(),
-            sources: self.sources.clone(),
-            tx: self.tx.clone(),
-            held: None,
-            bytes_out: 0,
-            rows_out: 0,
-        };
+        let mut other = self.sibling();
         let theirs: Vec<bool> = (0..groups.len()).map(|i| i % 2 == 1).collect();
         let mut their_groups = Vec::new();
         let mut my_groups = Vec::new();
@@ -954,19 +970,16 @@ impl Encoder {
         let work: Help = Box::new(move || {
             let done = (|| {
                 for g in their_groups {
-                    other.held = Some(Vec::new());
-                    other.row_group(g)?;
-                    let msgs = other.held.take().unwrap_or_default();
+                    let msgs = other.holding(|e| e.row_group(g))?;
                     if handback.send(Handback::Group(msgs)).is_err() {
                         return Err(stopped_early(&helper_uri));
                     }
                 }
-                other.held = Some(Vec::new());
-                other.close()?;
+                let tails = other.holding(Encoder::close)?;
                 Ok(Helped {
                     bytes: other.bytes_out,
                     rows: other.rows_out,
-                    tails: other.held.take().unwrap_or_default(),
+                    tails,
                 })
             })();
             let _ = handback.send(Handback::Done(done));
@@ -994,9 +1007,7 @@ impl Encoder {
                 Ok(Handback::Done(Ok(_))) | Err(_) => return Err(stopped_early(&uri)),
             }
         }
-        self.held = Some(Vec::new());
-        self.close()?;
-        let mut tails = self.held.take().unwrap_or_default();
+        let mut tails = self.holding(Encoder::close)?;
         let (bytes, rows) = match from_other.recv() {
             Ok(Handback::Done(Ok(helped))) => {
                 tails.extend(helped.tails);
